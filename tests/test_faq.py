@@ -1,0 +1,79 @@
+"""The coverage table must only point at things that exist."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from deepbasics import faq
+
+CLAIMS_MD = Path(__file__).resolve().parents[2] / "shared" / "faq" / "claims.md"
+
+
+def test_question_ids_are_unique():
+    ids = [q.id for q in faq.QUESTIONS]
+    assert len(ids) == len(set(ids))
+
+
+def test_claim_ids_belong_to_their_question():
+    for q in faq.QUESTIONS:
+        for cid in q.claims:
+            assert cid.startswith(q.id + "."), (q.id, cid)
+
+
+@pytest.mark.skipif(not CLAIMS_MD.exists(), reason="shared/faq/claims.md is not beside this checkout")
+def test_every_claim_of_claims_md_is_in_the_table():
+    ids = set(re.findall(r"^- ((?:Q\d+(?:\.\d+)*|CNN|RNN)\.[a-z])\b", CLAIMS_MD.read_text(), flags=re.M))
+    assert ids, "claims.md parsed to nothing"
+    assert ids == set(faq.CLAIMS)
+
+
+@pytest.mark.parametrize("question", faq.QUESTIONS, ids=lambda q: q.id)
+def test_every_module_imports(question):
+    for name in question.modules:
+        importlib.import_module(name)
+
+
+@pytest.mark.parametrize("question", faq.QUESTIONS, ids=lambda q: q.id)
+def test_lab_ids_are_claims_of_the_question(question):
+    for cid in question.lab:
+        assert cid in question.claims, (question.id, cid)
+
+
+def test_lab_ids_are_registered_experiments():
+    wanted = {cid for q in faq.QUESTIONS for cid in q.lab}
+    if not wanted:
+        pytest.skip("no lab experiment listed yet")
+    from deepbasics import lab
+
+    registered = {cid for exp in lab.experiments() for cid in exp.ids}
+    assert wanted <= registered, sorted(wanted - registered)
+
+
+def test_doctor_codes_are_in_the_vocabulary():
+    wanted = {code for q in faq.QUESTIONS for code in q.doctor}
+    if not wanted:
+        pytest.skip("no doctor code listed yet")
+    from deepbasics.doctor import CODES
+
+    assert wanted <= set(CODES), sorted(wanted - set(CODES))
+
+
+def test_question_of_rejects_unknown_ids():
+    assert faq.question_of("Q3.3.a").id == "Q3.3"
+    with pytest.raises(ValueError, match="known claim ID"):
+        faq.question_of("Q99.z")
+
+
+def test_cli_prints_every_question(capsys):
+    from deepbasics.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["faq", "--json"])
+    assert exit_info.value.code in (0, None)
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in rows] == [q.id for q in faq.QUESTIONS]
