@@ -1,0 +1,117 @@
+"""What a worker process does: run one experiment over its seeds, plot it, and write one record atomically.
+
+Each experiment runs in a fresh process, so nothing an experiment changes (default dtype, global RNG,
+thread count) leaks into the next, and a run that exceeds its timeout can be killed alone. The process
+forks from a server that has already imported torch (``forkserver``), so starting one costs milliseconds.
+
+The record (JSON) is the unit of the cache::
+
+    {"key": ..., "token": ..., "experiment": "Q2.a", "outputs": [{...seed 0...}, ...],
+     "seed_seconds": [...], "figures": ["ks_vs_n.png"], "seconds": 3.2, "error": null}
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._files import to_jsonable, write_json_atomic
+from .figures import check_figures
+from .registry import Experiment, locate
+
+__all__ = ["Task", "execute", "log_path", "main", "seed_everything"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs, as plain picklable data (the experiment travels as its locator)."""
+
+    locator: tuple[str, str, str]
+    params: dict[str, Any]
+    seeds: tuple[int, ...]
+    figdir: str
+    record_path: str
+    key: str
+    token: str
+    cwd: str = field(default_factory=os.getcwd)
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    sys_path: list[str] = field(default_factory=lambda: list(sys.path))
+
+
+def log_path(record_path: str | Path) -> Path:
+    """Where a worker's stdout and stderr go: beside its record, ``out/.cache/<id>.log``."""
+    return Path(record_path).with_suffix(".log")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (experiments should still use their own)."""
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - seeds experiment code that uses the legacy global RNG
+    torch.manual_seed(seed)
+
+
+def execute(exp: Experiment, params: dict[str, Any], seeds: tuple[int, ...], figdir: Path) -> dict[str, Any]:
+    """Run ``exp`` for each seed and plot it; exceptions become the record's ``error`` (with traceback)."""
+    record: dict[str, Any] = {"experiment": exp.id, "outputs": [], "seed_seconds": [], "figures": [], "error": None}
+    start = time.perf_counter()
+    try:
+        for seed in seeds:
+            seed_everything(seed)
+            t0 = time.perf_counter()
+            out = exp.run(copy.deepcopy(params), seed)
+            record["seed_seconds"].append(time.perf_counter() - t0)
+            if not isinstance(out, dict):
+                raise TypeError(f"run(params, seed={seed}): expected a dict of metrics, got {type(out).__name__}.")
+            record["outputs"].append(to_jsonable(out, f"seed {seed} output"))
+        if exp.plot is not None:
+            figdir.mkdir(parents=True, exist_ok=True)
+            paths = exp.plot(copy.deepcopy(record["outputs"]), copy.deepcopy(params), figdir)
+            record["figures"] = check_figures(paths, figdir)
+    except (Exception, SystemExit):
+        record["error"] = traceback.format_exc()
+    finally:
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+    record["seconds"] = time.perf_counter() - start
+    return record
+
+
+def _setup(task: Task) -> None:
+    # A forked worker inherits the fork server's state from when it started; take the caller's instead.
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()  # its own process group, so a timeout kills its children too (runner._kill)
+    log = os.open(log_path(task.record_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)  # prints and warnings go to out/.cache/<id>.log, not through the progress bar
+    os.dup2(log, 2)
+    os.chdir(task.cwd)
+    os.environ.clear()
+    os.environ.update(task.env)
+    sys.path[:] = task.sys_path
+    torch.set_num_threads(1)  # one process per core: intra-op threads would oversubscribe the machine
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def main(task: Task) -> None:
+    """Worker entry point: set up, locate the experiment, run it, and write the record atomically."""
+    _setup(task)
+    try:
+        exp = locate(*task.locator)
+    except Exception:
+        record = {"experiment": task.locator[2], "outputs": [], "figures": [], "seconds": 0.0}
+        record["error"] = traceback.format_exc()
+    else:
+        record = execute(exp, task.params, task.seeds, Path(task.figdir))
+    record.update(key=task.key, token=task.token)
+    write_json_atomic(Path(task.record_path), record)

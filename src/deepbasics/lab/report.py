@@ -1,0 +1,149 @@
+"""The lab report: ``results.json`` (data), ``index.html`` (people, offline) and ``report.md`` (diffs, GitHub).
+
+All three are rendered from the same list of :class:`~deepbasics.lab.result.Result` objects, so they
+cannot disagree. The HTML has no scripts and no network fonts; figures are PNG files under ``figures/``
+linked by relative path. The templates ship with the package (``deepbasics/lab/templates/``).
+
+``results.json`` is a list with one object per claim ID: ``id``, ``question_id``, ``question``, ``claim``,
+``verdict``, ``reason``, ``rule``, ``metric``, ``metrics`` (name -> per-seed list; NaN/inf as ``null``),
+``figures`` (relative to the report folder), ``seconds``, ``error``, ``experiment``, ``method``, ``seeds``,
+``mode``, ``cached``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import platform
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ._files import finite_or_none, write_json_atomic, write_text_atomic
+from .result import Result
+from .rules import Verdict
+
+__all__ = ["LABELS", "fmt", "write_report"]
+
+#: How each verdict is written for people.
+LABELS: Mapping[str, str] = {
+    Verdict.HOLDS.value: "holds",
+    Verdict.DOES_NOT_HOLD.value: "does not hold",
+    Verdict.INCONCLUSIVE.value: "inconclusive",
+    Verdict.ERROR.value: "error",
+}
+
+
+def fmt(x: float) -> str:
+    """A number for people: four significant digits (``1.234e-15``, ``12.35``)."""
+    return f"{x:.4g}" if math.isfinite(x) else str(x)
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    if not all(math.isfinite(v) for v in values):
+        return ", ".join(fmt(v) for v in values)
+    if len(values) == 1:
+        return fmt(values[0])
+    # statistics computes exactly: equal values give a std of 0, not 1e-18 of rounding noise
+    return f"{fmt(statistics.fmean(values))} ± {fmt(statistics.stdev(values))}"
+
+
+def _key_number(result: Result) -> str:
+    values = result.metrics.get(result.metric)
+    return f"{result.metric} = {_mean_std(values)}" if values else "-"
+
+
+def _claim_view(r: Result) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "claim": r.claim,
+        "verdict": r.verdict.value,
+        "label": LABELS[r.verdict.value],
+        "reason": r.reason,
+        "rule": r.rule,
+        "key": _key_number(r),
+        "contradicts": r.contradicts_faq,
+    }
+
+
+def _experiment_view(group: list[Result]) -> dict[str, Any]:
+    first = group[0]
+    judged = {r.metric for r in group}
+    return {
+        "id": first.experiment,
+        "ids": [r.id for r in group],
+        "method": first.method,
+        "figures": list(first.figures),
+        "claims": [_claim_view(r) for r in group],
+        "metrics": [
+            {
+                "name": name,
+                "summary": _mean_std(values),
+                "per_seed": ", ".join(fmt(v) for v in values),
+                "judged": name in judged,
+            }
+            for name, values in first.metrics.items()
+        ],
+        "seconds": first.seconds,
+        "cached": first.cached,
+        "seeds": len(first.seeds),
+        "error": first.error if first.verdict is Verdict.ERROR else None,
+    }
+
+
+def _context(results: Sequence[Result], meta: Mapping[str, Any]) -> dict[str, Any]:
+    questions: dict[str, dict[str, Any]] = {}
+    experiments: dict[str, list[Result]] = {}
+    for r in results:
+        questions.setdefault(r.question_id, {"id": r.question_id, "title": r.question, "experiments": []})
+        experiments.setdefault(r.experiment, []).append(r)
+    for group in experiments.values():
+        questions[group[0].question_id]["experiments"].append(_experiment_view(group))
+    for q in questions.values():
+        q["claims"] = [c for e in q["experiments"] for c in e["claims"]]
+        q["contradicted"] = [c["id"] for c in q["claims"] if c["contradicts"]]
+    counts = {v: sum(r.verdict.value == v for r in results) for v in LABELS}
+    import torch
+
+    meta = {
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "deepbasics": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}",
+        **meta,
+    }
+    return {"questions": list(questions.values()), "counts": counts, "labels": LABELS, "meta": meta, "n": len(results)}
+
+
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("deepbasics.lab", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["seconds"] = lambda s: f"{s:.1f} s" if s >= 0.1 else f"{1000 * s:.0f} ms"
+    env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    return env
+
+
+def write_report(results: Sequence[Result], out: str | Path, meta: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``results.json``, ``index.html`` and ``report.md`` into ``out``; return their paths.
+
+    ``meta`` adds run facts to the header (``mode``, ``jobs``, ``seeds``, ``wall_seconds``). Every file is
+    written atomically, so an interrupted write leaves the previous report intact.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "results.json", "html": out / "index.html", "markdown": out / "report.md"}
+    write_json_atomic(paths["json"], [finite_or_none(r.to_dict()) for r in results], strict=True)
+    env, context = _environment(), _context(results, meta or {})
+    write_text_atomic(paths["html"], env.get_template("report.html").render(**context))
+    write_text_atomic(paths["markdown"], env.get_template("report.md").render(**context))
+    return paths

@@ -1,0 +1,278 @@
+"""The lab runner: selected experiments -> worker processes -> cached records -> one Result per claim ID.
+
+``run`` resolves ``only`` to experiments, skips those whose cached record is still valid, runs the rest in
+parallel worker processes (one fresh process per experiment, at most ``jobs`` at a time, each with one
+torch thread), kills any that exceed their timeout, judges every claim with its declared rule, and writes
+the report. Guarantees:
+
+- **No silent failure, no lost work.** An experiment that raises, crashes or times out becomes a Result
+  with verdict ``error`` and the message (traceback, exit code, or "timed out after N s"); the others go on.
+  Each finished experiment's record is written atomically to ``out/.cache/<id>.json`` as soon as it ends,
+  so a killed run, started again, redoes only what had not finished.
+- **Cache key** = sha256 of (claim IDs, parameters, seeds, the source of the experiment's module, the
+  deepbasics version, the cache format). Records with an error are never reused. ``fresh=True`` ignores
+  the cache. Code outside the experiment's module is not hashed: after changing a library function an
+  experiment uses, rerun with ``fresh=True`` (``deepbasics lab --fresh``).
+- **Deterministic**: seeds ``0..n-1`` are passed to ``run`` and seed the global generators first, in a fresh
+  process, so the same seeds give the same numbers whatever ran before or alongside.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: its workers cannot be killed one at a time (killing one
+breaks the whole pool and every experiment in flight), and reused workers carry global state from one
+experiment to the next. Processes forked from a ``forkserver`` that has imported torch start in milliseconds,
+so one process per experiment costs nothing that matters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing import connection
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .._checks import check_int, fail
+from ._files import read_json
+from .registry import Experiment, Registry, default_registry
+from .result import Result, results_of
+
+__all__ = ["CACHE_FORMAT", "cache_key", "default_jobs", "run"]
+
+#: Bump when the record layout changes, so old caches are ignored rather than misread.
+CACHE_FORMAT = 1
+
+
+def default_jobs() -> int:
+    """The number of CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cache_key(exp: Experiment, params: dict[str, Any], seeds: tuple[int, ...]) -> str:
+    """The sha256 that identifies one experiment's result: IDs, parameters, seeds, module source, version."""
+    module = sys.modules.get(exp.module)
+    try:
+        source = Path(module.__file__).read_bytes() if module and module.__file__ else b""
+    except OSError:
+        source = inspect.getsource(exp.run).encode()
+    payload = {
+        "format": CACHE_FORMAT,
+        "ids": list(exp.ids),
+        "params": params,
+        "seeds": list(seeds),
+        "code": hashlib.sha256(source).hexdigest(),
+        "deepbasics": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One experiment as it will run now: its parameters, seeds, key, and where its files go."""
+
+    exp: Experiment
+    params: dict[str, Any]
+    seeds: tuple[int, ...]
+    key: str
+    record_path: Path
+    figdir: Path
+
+
+def _load_cached(plan: _Plan) -> dict[str, Any] | None:
+    record = read_json(plan.record_path)
+    if not isinstance(record, dict) or record.get("key") != plan.key or record.get("error") is not None:
+        return None
+    if not all((plan.figdir / name).is_file() for name in record.get("figures", [])):
+        return None  # someone deleted a figure: recompute rather than report a broken link
+    return record
+
+
+def _mp_context() -> Any:
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["deepbasics.lab._preload"])  # torch and pyplot, imported once in the server
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _kill(proc: Any) -> None:
+    if proc.is_alive():
+        with contextlib.suppress(ProcessLookupError, PermissionError, AttributeError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the worker leads its own group: take its children too
+        proc.kill()
+    proc.join()
+
+
+def _error_record(plan: _Plan, message: str, seconds: float) -> dict[str, Any]:
+    return {"experiment": plan.exp.id, "outputs": [], "figures": [], "seconds": seconds, "error": message}
+
+
+def _execute(plans: Iterable[_Plan], jobs: int, bar: _Bar) -> Iterator[tuple[_Plan, dict[str, Any]]]:
+    """Run the plans in worker processes, ``jobs`` at a time; yield ``(plan, record)`` as each ends."""
+    from . import _worker  # imports torch: only when something actually runs
+
+    ctx = _mp_context()
+    queue = deque(plans)
+    running: dict[int, tuple[_Plan, Any, str, float, float]] = {}  # sentinel -> (plan, proc, token, t0, deadline)
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                plan = queue.popleft()
+                for stale in plan.figdir.glob("*.png") if plan.figdir.is_dir() else ():
+                    stale.unlink()
+                plan.record_path.parent.mkdir(parents=True, exist_ok=True)
+                token = uuid.uuid4().hex
+                task = _worker.Task(
+                    plan.exp.locator, plan.params, plan.seeds, str(plan.figdir), str(plan.record_path), plan.key, token
+                )
+                proc = ctx.Process(target=_worker.main, args=(task,), name=f"deepbasics-lab-{plan.exp.id}")
+                proc.start()
+                t0 = time.monotonic()
+                running[proc.sentinel] = (plan, proc, token, t0, t0 + plan.exp.timeout)
+                bar.running([p.exp.id for p, *_ in running.values()])
+            next_deadline = min(deadline for *_, deadline in running.values())
+            ready = set(connection.wait(list(running), timeout=max(0.0, next_deadline - time.monotonic())))
+            now = time.monotonic()
+            for sentinel, (plan, proc, token, t0, deadline) in list(running.items()):
+                if sentinel in ready:
+                    proc.join()
+                    record = read_json(plan.record_path)
+                    if not isinstance(record, dict) or record.get("token") != token:
+                        record = _error_record(
+                            plan,
+                            f"the worker process exited with code {proc.exitcode} without writing a result "
+                            f"(a crash, a kill signal, or out of memory); see {_worker.log_path(plan.record_path)}",
+                            now - t0,
+                        )
+                elif now >= deadline:
+                    _kill(proc)
+                    record = _error_record(plan, f"timed out after {plan.exp.timeout:g} s", now - t0)
+                else:
+                    continue
+                del running[sentinel]
+                bar.running([p.exp.id for p, *_ in running.values()])
+                yield plan, record
+    finally:
+        for _, proc, *_ in running.values():
+            _kill(proc)
+
+
+class _Bar:
+    """A rich progress bar on stderr (or nothing, with ``enabled=False``)."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self._progress = None
+        if enabled and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]lab[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=Console(stderr=True),
+                transient=True,  # the summary table replaces it
+            )
+            self._task = self._progress.add_task("", total=total, completed=done)
+
+    def __enter__(self) -> _Bar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def running(self, ids: list[str]) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"running {', '.join(ids)}" if ids else "")
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+
+def run(
+    only: str | Iterable[str] | None = None,
+    quick: bool = False,
+    out: str | os.PathLike[str] = "lab-report",
+    jobs: int | None = None,
+    seeds: int | None = None,
+    progress: bool = True,
+    *,
+    fresh: bool = False,
+    registry: Registry | None = None,
+) -> list[Result]:
+    """Run the lab's experiments and write ``out/index.html``, ``out/report.md`` and ``out/results.json``.
+
+    Args:
+        only: claim IDs or prefixes (``"Q3"`` = every ``Q3.*``, not ``Q30``), comma-separated or a list;
+            ``None`` runs everything. Unknown tokens raise ``ValueError`` listing the valid prefixes.
+        quick: use each experiment's ``quick`` parameters (minutes in total) instead of ``full``.
+        out: the report folder; its ``.cache/`` holds one record per experiment.
+        jobs: worker processes at a time (default: the usable CPU cores). ``1`` runs one at a time.
+        seeds: run seeds ``0..seeds-1`` instead of each experiment's own count (``value`` rules run once).
+        progress: show a progress bar on stderr.
+        fresh: ignore cached records and run everything selected again.
+        registry: the experiments to choose from (default: every module of ``deepbasics.lab.experiments``).
+
+    Returns:
+        One :class:`Result` per claim ID of the selected experiments, in the FAQ's order.
+    """
+    reg = default_registry() if registry is None else registry
+    if not isinstance(reg, Registry):
+        raise fail(TypeError, "registry", "a deepbasics.lab.Registry or None", type(reg).__name__, "")
+    selected = reg.select(only)
+    jobs = default_jobs() if jobs is None else check_int(jobs, "jobs", low=1)
+    if seeds is not None:
+        check_int(seeds, "seeds", low=1)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise fail(ValueError, "out", "a folder for the report", f"the file {out}", "Choose another --out.")
+    mode = "quick" if quick else "full"
+    plans = []
+    for exp in selected:
+        params, seed_list = exp.params(quick), exp.seed_list(seeds)
+        plans.append(
+            _Plan(
+                exp,
+                params,
+                seed_list,
+                cache_key(exp, params, seed_list),
+                out / ".cache" / f"{exp.id}.json",
+                out / "figures" / exp.id,
+            )
+        )
+    records: dict[str, tuple[dict[str, Any], bool]] = {}
+    for plan in plans:
+        cached = None if fresh else _load_cached(plan)
+        if cached is not None:
+            records[plan.exp.id] = (cached, True)
+    pending = [plan for plan in plans if plan.exp.id not in records]
+    start = time.perf_counter()
+    with _Bar(progress, len(plans), len(plans) - len(pending)) as bar:
+        for plan, record in _execute(pending, min(jobs, max(len(pending), 1)), bar):
+            records[plan.exp.id] = (record, False)
+            bar.advance()
+    results = [r for plan in plans for r in results_of(plan.exp, *records[plan.exp.id], plan.seeds, mode)]
+    from .report import write_report
+
+    meta = {"mode": mode, "jobs": jobs, "seeds": seeds, "wall_seconds": time.perf_counter() - start}
+    write_report(results, out, meta)
+    return results

@@ -1,0 +1,260 @@
+"""The lab runner on test-only experiments: errors, timeouts, resume after a kill, determinism, report files.
+
+The experiments below live in a private :class:`Registry`, so the real lab is untouched; worker processes
+find them by importing this module. Each run appends its experiment ID to ``$DEEPBASICS_LAB_TEST_DIR/calls``
+so a test can see which experiments really ran (and which came from the cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepbasics import lab
+from deepbasics.lab import Registry, Result, Rule, save_figure
+from deepbasics.lab._files import to_jsonable
+from deepbasics.lab.figures import check_figures
+
+REG = Registry()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REQUIRED_KEYS = {"id", "question", "claim", "verdict", "metrics", "figures", "seconds", "rule", "error"}
+
+
+def _called(name: str) -> None:
+    with open(Path(os.environ["DEEPBASICS_LAB_TEST_DIR"]) / "calls", "a") as fh:
+        fh.write(name + "\n")
+
+
+def _plot_x(outputs, params, outdir):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([out["x"] for out in outputs], marker="o")
+    ax.set(xlabel="seed", ylabel="x (a.u.)", title="x per seed")
+    return [save_figure(fig, outdir, "x_per_seed")]
+
+
+@REG.experiment(
+    ids=("Q7.a", "Q7.b"),
+    method="A test experiment with two claims: x is positive, y is negative.",
+    quick={"scale": 0.1},
+    full={"scale": 0.1},
+    rules={"Q7.a": Rule("x", ">", 0.0), "Q7.b": Rule("y", ">", 0.0)},
+    seeds=3,
+    timeout=60,
+    plot=_plot_x,
+)
+def two_claims(params, seed):
+    _called("Q7.a")
+    g = torch.Generator().manual_seed(seed)
+    x = 1.0 + params["scale"] * torch.randn((), generator=g).item()
+    return {"x": x, "y": -1.0, "z": torch.rand(()).item(), "series": torch.arange(3.0)}
+
+
+@REG.experiment(
+    ids="Q7.c",
+    method="A test experiment that measures a constant.",
+    quick={"value": 2.0},
+    full={"value": 2.0},
+    rules={"Q7.c": Rule("value", ">=", 2.0, spread="value")},
+    seeds=1,
+    timeout=60,
+)
+def constant(params, seed):
+    _called("Q7.c")
+    return {"value": params["value"]}
+
+
+@REG.experiment(
+    ids="Q8.a",
+    method="A test experiment that always raises.",
+    quick={},
+    full={},
+    rules={"Q8.a": Rule("x", ">", 0.0)},
+    timeout=60,
+)
+def boom(params, seed):
+    _called("Q8.a")
+    raise RuntimeError("deliberate failure for the test")
+
+
+@REG.experiment(
+    ids="Q8.b",
+    method="A test experiment that forgets the metric its rule judges.",
+    quick={},
+    full={},
+    rules={"Q8.b": Rule("x", ">", 0.0)},
+    seeds=2,
+    timeout=60,
+)
+def forgets_metric(params, seed):
+    return {"y": np.float64(1.0), "counts": np.arange(3)}
+
+
+@REG.experiment(
+    ids="Q11.a",
+    method="A test experiment that never finishes.",
+    quick={},
+    full={},
+    rules={"Q11.a": Rule("x", ">", 0.0)},
+    seeds=1,
+    timeout=1,
+)
+def hangs(params, seed):
+    time.sleep(60)
+    return {"x": 1.0}
+
+
+@REG.experiment(
+    ids="Q11.b",
+    method="A test experiment that interrupts the lab (Ctrl-C) the first time it runs.",
+    quick={},
+    full={},
+    rules={"Q11.b": Rule("x", ">", 0.0)},
+    seeds=1,
+    timeout=60,
+)
+def interrupts(params, seed):
+    _called("Q11.b")
+    marker = Path(os.environ["DEEPBASICS_LAB_TEST_DIR"]) / "interrupted"
+    if not marker.exists():
+        marker.touch()
+        os.kill(int(os.environ["DEEPBASICS_LAB_TEST_PARENT"]), signal.SIGINT)
+        time.sleep(30)
+    return {"x": 1.0}
+
+
+@pytest.fixture
+def calls(tmp_path, monkeypatch):
+    """The list of experiment IDs that ran in worker processes, read after each lab.run."""
+    monkeypatch.setenv("DEEPBASICS_LAB_TEST_DIR", str(tmp_path))
+    monkeypatch.setenv("DEEPBASICS_LAB_TEST_PARENT", str(os.getpid()))
+    path = tmp_path / "calls"
+    return lambda: path.read_text().split() if path.exists() else []
+
+
+def _run(out, only, **kwargs):
+    return lab.run(only=only, quick=True, out=out, registry=REG, progress=False, **kwargs)
+
+
+def test_error_is_recorded_and_the_others_finish(tmp_path, calls):
+    out = tmp_path / "report"
+    results = _run(out, ["Q7", "Q8"], jobs=2)
+    by_id = {r.id: r for r in results}
+    assert list(by_id) == ["Q7.a", "Q7.b", "Q7.c", "Q8.a", "Q8.b"]  # one Result per claim ID, in the FAQ's order
+    assert by_id["Q7.a"].verdict == "holds" and by_id["Q7.b"].verdict == "does_not_hold"
+    assert by_id["Q7.c"].verdict == "holds" and "value = 2 >= 2" in by_id["Q7.c"].reason
+    failed = by_id["Q8.a"]
+    assert failed.verdict == "error"
+    assert "RuntimeError: deliberate failure for the test" in failed.reason
+    assert "Traceback" in failed.error and "def boom" not in failed.reason
+    assert sorted(calls()) == ["Q7.a", "Q7.a", "Q7.a", "Q7.c", "Q8.a"]  # three seeds of the first experiment
+    assert by_id["Q7.a"].metrics == by_id["Q7.b"].metrics and len(by_id["Q7.a"].metrics["x"]) == 3
+    assert "series" not in by_id["Q7.a"].metrics  # raw series stay in the cache, not among the metrics
+    forgot = by_id["Q8.b"]  # ran fine, but its rule cannot be applied: an error of that claim, with the reason
+    assert forgot.verdict == "error" and forgot.metrics == {"y": [1.0, 1.0]}
+    assert forgot.error == "metric 'x': expected it in the output of seed 0, got only: counts, y. " + (
+        "Return it from run() or fix the rule's metric name."
+    )
+
+    rows = json.loads((out / "results.json").read_text())
+    assert [row["id"] for row in rows] == list(by_id)
+    assert [Result.from_dict(row) for row in rows] == results  # results.json holds everything a Result has
+    for row in rows:
+        assert set(row) >= REQUIRED_KEYS, REQUIRED_KEYS - set(row)
+        assert (row["error"] is None) == (row["verdict"] != "error")
+        for fig in row["figures"]:
+            data = (out / fig).read_bytes()
+            assert data.startswith(PNG_MAGIC) and len(data) > 1000
+    assert rows[0]["figures"] == ["figures/Q7.a/x_per_seed.png"]
+    assert rows[0]["rule"] == "x > 0 in every seed"
+
+    html = (out / "index.html").read_text()
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert 'src="figures/Q7.a/x_per_seed.png"' in html
+    assert "contradicts the FAQ" in html and "deliberate failure for the test" in html
+    md = (out / "report.md").read_text()
+    assert "| **Q7.b**" not in md or "does not hold" in md
+    assert "![Q7.a, Q7.b](figures/Q7.a/x_per_seed.png)" in md
+
+
+def test_timeout_kills_the_worker(tmp_path, calls):
+    start = time.perf_counter()
+    (result,) = _run(tmp_path / "report", "Q11.a")
+    assert result.verdict == "error" and result.error == "timed out after 1 s"
+    assert time.perf_counter() - start < 20
+
+
+def test_interrupted_run_resumes_without_redoing_finished_work(tmp_path, calls):
+    out = tmp_path / "report"
+    with pytest.raises(KeyboardInterrupt):
+        _run(out, ["Q7", "Q11.b"], jobs=1)
+    assert calls() == ["Q7.a", "Q7.a", "Q7.a", "Q7.c", "Q11.b"]
+    assert sorted(p.name for p in (out / ".cache").glob("*.json")) == ["Q7.a.json", "Q7.c.json"]
+
+    results = _run(out, ["Q7", "Q11.b"], jobs=1)
+    assert calls()[5:] == ["Q11.b"]  # only the interrupted experiment ran again
+    assert [r.verdict.value for r in results] == ["holds", "does_not_hold", "holds", "holds"]
+    assert [r.cached for r in results] == [True, True, True, False]
+
+    _run(out, "Q7.c", jobs=1, fresh=True)
+    assert calls()[6:] == ["Q7.c"]
+
+
+def test_cache_is_invalidated_by_seeds_and_missing_figures(tmp_path, calls):
+    out = tmp_path / "report"
+    first = _run(out, "Q7.a", jobs=1)
+    assert len(calls()) == 3
+    (out / first[0].figures[0]).unlink()
+    again = _run(out, "Q7.a", jobs=1)
+    assert len(calls()) == 6 and (out / again[0].figures[0]).is_file()
+    two = _run(out, "Q7.a", jobs=1, seeds=2)
+    assert len(calls()) == 8 and len(two[0].metrics["x"]) == 2
+    assert two[0].metrics["x"] == first[0].metrics["x"][:2]  # same seeds -> the same numbers
+
+
+def test_same_seeds_give_the_same_numbers_in_fresh_processes(tmp_path, calls):
+    a = _run(tmp_path / "a", "Q7.a", jobs=2)
+    b = _run(tmp_path / "b", "Q7.a", jobs=1, fresh=True)
+    assert a[0].metrics == b[0].metrics
+    assert len(set(a[0].metrics["x"])) == 3  # the seeds differ from each other
+    assert len(set(a[0].metrics["z"])) == 3  # the global generator is seeded per seed as well
+
+
+def test_run_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="Valid prefixes: Q7, Q8, Q11"):
+        _run(tmp_path, "Q9")
+    with pytest.raises(ValueError, match="jobs"):
+        _run(tmp_path, "Q7", jobs=0)
+    with pytest.raises(TypeError, match="registry"):
+        lab.run(only="Q7", registry=object(), out=tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="a folder for the report"):
+        _run(tmp_path / "file", "Q7")
+
+
+def test_outputs_must_be_json_data():
+    data = {"a": np.float32(0.5), "b": torch.ones(2, dtype=torch.float64, requires_grad=True), "c": (1, None, "s")}
+    assert to_jsonable(data, "out") == {"a": 0.5, "b": [1.0, 1.0], "c": [1, None, "s"]}
+    with pytest.raises(TypeError, match=r"out\['c'\]\[1\]: expected JSON data .* got object"):
+        to_jsonable({"c": [1, object()]}, "out")
+    with pytest.raises(TypeError, match="expected string keys, got 1"):
+        to_jsonable({1: 2.0}, "out")
+
+
+def test_plot_must_return_pngs_inside_its_folder(tmp_path):
+    (tmp_path / "a.png").write_bytes(PNG_MAGIC + b"0" * 10)
+    assert check_figures([tmp_path / "a.png", "a.png"], tmp_path) == ["a.png", "a.png"]
+    with pytest.raises(TypeError, match="a list of PNG paths"):
+        check_figures(tmp_path / "a.png", tmp_path)
+    with pytest.raises(ValueError, match=r"an existing, non-empty \.png file"):
+        check_figures(["missing.png"], tmp_path)
+    with pytest.raises(ValueError, match="figures inside"):
+        check_figures([tmp_path.parent / "elsewhere.png"], tmp_path)
