@@ -64,6 +64,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q2.c": "The univariate and multivariate normal densities are as the FAQ writes them.",
         },
         modules=("deepbasics.gaussian",),
+        lab=("Q2.a", "Q2.b", "Q2.c"),
     ),
     _q(
         "Q3.1",
@@ -102,7 +103,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.3.i": "Skip connections (ResNet) and LSTMs mitigate vanishing gradients.",
             "Q3.3.j": "In practice vanishing gradients are more common than exploding ones.",
         },
-        modules=("deepbasics.activations",),
+        modules=("deepbasics.activations", "deepbasics.nn", "deepbasics.train"),
     ),
     _q(
         "Q4",
@@ -130,7 +131,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q6.a": "L1 and L2 prefer smaller weights; L1 also drives many weights to (near) zero.",
             "Q6.b": "With the penalty an over-parameterized model overfits less.",
         },
-        modules=("deepbasics.losses",),
+        modules=("deepbasics.losses", "deepbasics.train"),
     ),
     _q(
         "Q7",
@@ -140,7 +141,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q7.b": "Minimizing cross-entropy over q is minimizing KL(p || q); the minimizer is q = p.",
             "Q7.c": "Minimizing a classifier's cross-entropy is maximum likelihood.",
         },
-        modules=("deepbasics.information",),
+        modules=("deepbasics.information", "deepbasics.losses"),
         beyond_faq=True,
     ),
     _q(
@@ -161,6 +162,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q9.b": "The gradient reaching early time steps decays much faster in a plain RNN.",
             "Q9.c": "The LSTM does not prevent exploding gradients; clipping is still needed.",
         },
+        modules=("deepbasics.nn", "deepbasics.data"),
     ),
     _q(
         "Q10",
@@ -169,6 +171,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q10.a": "Dropout, L1/L2, batch normalization, augmentation, early stopping and ensembling each lower "
             "test error on an over-parameterized model trained on little data.",
         },
+        modules=("deepbasics.nn", "deepbasics.train", "deepbasics.data"),
     ),
     _q(
         "Q11",
@@ -211,6 +214,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q14.d": "It degrades at small batch sizes, unlike layer or group normalization.",
             "Q14.e": "It does not suit recurrent networks; layer normalization does.",
         },
+        modules=("deepbasics.nn",),
     ),
     _q(
         "Q15",
@@ -232,6 +236,7 @@ QUESTIONS: tuple[Question, ...] = (
             "CNN.c": "The receptive field grows with depth, dilation and stride.",
             "CNN.d": "Data augmentation improves test accuracy on small image sets.",
         },
+        modules=("deepbasics.nn", "deepbasics.data"),
         beyond_faq=True,
     ),
     _q(
@@ -243,6 +248,7 @@ QUESTIONS: tuple[Question, ...] = (
             "RNN.c": "Gradient clipping makes recurrent training stable where it would diverge.",
             "RNN.d": "Layer normalization inside the recurrent cell speeds up and stabilizes training.",
         },
+        modules=("deepbasics.nn", "deepbasics.data"),
         beyond_faq=True,
     ),
 )

@@ -10,9 +10,9 @@ the report. Guarantees:
   Each finished experiment's record is written atomically to ``out/.cache/<id>.json`` as soon as it ends,
   so a killed run, started again, redoes only what had not finished.
 - **Cache key** = sha256 of (claim IDs, parameters, seeds, the source of the experiment's module, the
-  deepbasics version, the cache format). Records with an error are never reused. ``fresh=True`` ignores
-  the cache. Code outside the experiment's module is not hashed: after changing a library function an
-  experiment uses, rerun with ``fresh=True`` (``deepbasics lab --fresh``).
+  source of every library layer it may use (basics, train, probe: everything outside ``lab`` and ``cli``),
+  the deepbasics version, the cache format). Changing a library function therefore invalidates the results
+  that could depend on it. Records with an error are never reused. ``fresh=True`` ignores the cache.
 - **Deterministic**: seeds ``0..n-1`` are passed to ``run`` and seed the global generators first, in a fresh
   process, so the same seeds give the same numbers whatever ran before or alongside.
 
@@ -25,6 +25,7 @@ so one process per experiment costs nothing that matters.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
@@ -61,8 +62,22 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
+@functools.lru_cache(maxsize=1)
+def library_fingerprint() -> str:
+    """sha256 over the source of every deepbasics module an experiment may import (all but ``lab`` and ``cli``)."""
+    root = Path(__file__).resolve().parents[1]  # src/deepbasics
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in ("lab", "cli"):
+            continue
+        digest.update(str(rel).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(exp: Experiment, params: dict[str, Any], seeds: tuple[int, ...]) -> str:
-    """The sha256 that identifies one experiment's result: IDs, parameters, seeds, module source, version."""
+    """The sha256 that identifies one experiment's result: IDs, parameters, seeds, code (own + library), version."""
     module = sys.modules.get(exp.module)
     try:
         source = Path(module.__file__).read_bytes() if module and module.__file__ else b""
@@ -74,6 +89,7 @@ def cache_key(exp: Experiment, params: dict[str, Any], seeds: tuple[int, ...]) -
         "params": params,
         "seeds": list(seeds),
         "code": hashlib.sha256(source).hexdigest(),
+        "library": library_fingerprint(),
         "deepbasics": __version__,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
