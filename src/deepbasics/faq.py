@@ -76,6 +76,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.1.d": "Unnormalized inputs, uneven layers and bad init scale cause ill-conditioning; normalizing the "
             "inputs lowers a real network's Hessian condition number.",
         },
+        modules=("deepbasics.optim", "deepbasics.data"),
     ),
     _q(
         "Q3.2",
@@ -86,6 +87,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.2.b": "At a saddle point the gradient is zero and the Hessian is indefinite.",
             "Q3.2.c": "Adaptive methods (AdaDelta, Adam) escape saddle points faster than plain gradient descent.",
         },
+        modules=("deepbasics.optim",),
     ),
     _q(
         "Q3.3",
@@ -103,7 +105,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.3.i": "Skip connections (ResNet) and LSTMs mitigate vanishing gradients.",
             "Q3.3.j": "In practice vanishing gradients are more common than exploding ones.",
         },
-        modules=("deepbasics.activations", "deepbasics.nn", "deepbasics.train"),
+        modules=("deepbasics.activations", "deepbasics.nn", "deepbasics.train", "deepbasics.optim", "deepbasics.probe"),
     ),
     _q(
         "Q4",
@@ -152,7 +154,7 @@ QUESTIONS: tuple[Question, ...] = (
             "shift-invariant.",
             "Q8.b": "Naive log(softmax(x)) underflows to -inf; log-softmax through log-sum-exp stays finite.",
         },
-        modules=("deepbasics.numerics",),
+        modules=("deepbasics.numerics", "deepbasics.nonfinite"),
     ),
     _q(
         "Q9",
@@ -224,7 +226,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q15.b": "Learning-rate schedules (step, cosine, warm-up) compared with a constant rate.",
             "Q15.c": "Activation functions compared on trainable depth and speed; dying ReLUs and leaky variants.",
         },
-        modules=("deepbasics.activations",),
+        modules=("deepbasics.activations", "deepbasics.optim"),
         beyond_faq=True,
     ),
     _q(
