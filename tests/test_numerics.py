@@ -58,7 +58,16 @@ def test_agrees_with_torch_in_every_dtype(dtype, xd):
     for ours, ref in [(nm.softmax, torch.softmax), (nm.log_softmax, torch.log_softmax)]:
         out = ours(x, dim)
         assert out.dtype == dtype and out.shape == x.shape
-        torch.testing.assert_close(out, ref(x, dim))  # default tolerances are per dtype
+        try:
+            torch.testing.assert_close(out, ref(x, dim))  # default tolerances are per dtype
+        except AssertionError:
+            # torch's bfloat16 log_softmax rounds an intermediate to bfloat16 (e.g. log_softmax([0, 2])[1] is
+            # -0.1245 against a true -0.1269); ours computes in float32 and rounds once. Where the two differ
+            # beyond tolerance, ours must be the one closer to the float64 truth.
+            truth = ref(x.double(), dim)
+            err_ours = (out.double() - truth).abs().nan_to_num(0.0)
+            err_torch = (ref(x, dim).double() - truth).abs().nan_to_num(0.0)
+            assert (err_ours <= err_torch).all(), (out, ref(x, dim), truth)
     torch.testing.assert_close(nm.logsumexp(x, dim), torch.logsumexp(x, dim))
     torch.testing.assert_close(nm.logsumexp(x, dim, keepdim=True), torch.logsumexp(x, dim, keepdim=True))
 
