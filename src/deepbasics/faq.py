@@ -52,7 +52,8 @@ QUESTIONS: tuple[Question, ...] = (
             "depth-independent speed, unlike Gaussian initialization.",
             "Q1.f": "(+) Zero or constant initialization never breaks the symmetry between the units of a layer.",
         },
-        modules=("deepbasics.init",),
+        modules=("deepbasics.init", "deepbasics.doctor"),
+        doctor=("bad_init_scale",),
     ),
     _q(
         "Q2",
@@ -76,7 +77,8 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.1.d": "Unnormalized inputs, uneven layers and bad init scale cause ill-conditioning; normalizing the "
             "inputs lowers a real network's Hessian condition number.",
         },
-        modules=("deepbasics.optim", "deepbasics.data"),
+        modules=("deepbasics.optim", "deepbasics.data", "deepbasics.curvature", "deepbasics.doctor"),
+        doctor=("ill_conditioned", "unnormalized_inputs", "slow_convergence", "oscillating_loss"),
     ),
     _q(
         "Q3.2",
@@ -87,7 +89,8 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.2.b": "At a saddle point the gradient is zero and the Hessian is indefinite.",
             "Q3.2.c": "Adaptive methods (AdaDelta, Adam) escape saddle points faster than plain gradient descent.",
         },
-        modules=("deepbasics.optim",),
+        modules=("deepbasics.optim", "deepbasics.curvature", "deepbasics.doctor"),
+        doctor=("saddle_point",),
     ),
     _q(
         "Q3.3",
@@ -105,7 +108,15 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.3.i": "Skip connections (ResNet) and LSTMs mitigate vanishing gradients.",
             "Q3.3.j": "In practice vanishing gradients are more common than exploding ones.",
         },
-        modules=("deepbasics.activations", "deepbasics.nn", "deepbasics.train", "deepbasics.optim", "deepbasics.probe"),
+        modules=(
+            "deepbasics.activations",
+            "deepbasics.nn",
+            "deepbasics.train",
+            "deepbasics.optim",
+            "deepbasics.probe",
+            "deepbasics.doctor",
+        ),
+        doctor=("vanishing_gradient", "exploding_gradient", "saturated_activation"),
     ),
     _q(
         "Q4",
@@ -124,7 +135,8 @@ QUESTIONS: tuple[Question, ...] = (
             "Q5.a": "With saturated sigmoid/softmax outputs MSE's gradient is tiny when wrong; cross-entropy's "
             "stays proportional to the error, so the network trains faster.",
         },
-        modules=("deepbasics.losses",),
+        modules=("deepbasics.losses", "deepbasics.doctor"),
+        doctor=("loss_activation_mismatch",),
     ),
     _q(
         "Q6",
@@ -154,7 +166,8 @@ QUESTIONS: tuple[Question, ...] = (
             "shift-invariant.",
             "Q8.b": "Naive log(softmax(x)) underflows to -inf; log-softmax through log-sum-exp stays finite.",
         },
-        modules=("deepbasics.numerics", "deepbasics.nonfinite"),
+        modules=("deepbasics.numerics", "deepbasics.nonfinite", "deepbasics.doctor"),
+        doctor=("nonfinite", "naive_softmax"),
     ),
     _q(
         "Q9",
@@ -173,7 +186,8 @@ QUESTIONS: tuple[Question, ...] = (
             "Q10.a": "Dropout, L1/L2, batch normalization, augmentation, early stopping and ensembling each lower "
             "test error on an over-parameterized model trained on little data.",
         },
-        modules=("deepbasics.nn", "deepbasics.train", "deepbasics.data"),
+        modules=("deepbasics.nn", "deepbasics.train", "deepbasics.data", "deepbasics.doctor"),
+        doctor=("overfitting",),
     ),
     _q(
         "Q11",
@@ -184,8 +198,9 @@ QUESTIONS: tuple[Question, ...] = (
             "misses the curvature.",
             "Q11.c": "Gradient descent diverges along the top eigenvector once lr > 2 / lambda_max.",
         },
-        modules=("deepbasics.autodiff",),
+        modules=("deepbasics.autodiff", "deepbasics.curvature", "deepbasics.doctor"),
         beyond_faq=True,
+        doctor=("diverging_loss",),
     ),
     _q(
         "Q12",
@@ -205,6 +220,8 @@ QUESTIONS: tuple[Question, ...] = (
             "Q13.e": "Very small batches waste a multi-core machine: time per sample rises below a minimum batch.",
             "Q13.f": "(+) The gradient noise scale predicts the critical batch size.",
         },
+        modules=("deepbasics.noise", "deepbasics.doctor"),
+        doctor=("batch_size_advice",),
     ),
     _q(
         "Q14",
@@ -216,7 +233,8 @@ QUESTIONS: tuple[Question, ...] = (
             "Q14.d": "It degrades at small batch sizes, unlike layer or group normalization.",
             "Q14.e": "It does not suit recurrent networks; layer normalization does.",
         },
-        modules=("deepbasics.nn",),
+        modules=("deepbasics.nn", "deepbasics.doctor"),
+        doctor=("batchnorm_small_batch",),
     ),
     _q(
         "Q15",
@@ -226,8 +244,9 @@ QUESTIONS: tuple[Question, ...] = (
             "Q15.b": "Learning-rate schedules (step, cosine, warm-up) compared with a constant rate.",
             "Q15.c": "Activation functions compared on trainable depth and speed; dying ReLUs and leaky variants.",
         },
-        modules=("deepbasics.activations", "deepbasics.optim"),
+        modules=("deepbasics.activations", "deepbasics.optim", "deepbasics.doctor"),
         beyond_faq=True,
+        doctor=("dead_relu",),
     ),
     _q(
         "CNN",
