@@ -126,7 +126,8 @@ QUESTIONS: tuple[Question, ...] = (
             "Q4.b": "Plain gradient descent still finds minima that are good enough, consistently across seeds.",
             "Q4.c": "A maxout unit approximates any convex function, the error falling with more pieces.",
         },
-        modules=("deepbasics.activations",),
+        modules=("deepbasics.activations", "deepbasics.curvature", "deepbasics.train"),
+        lab=("Q4.a", "Q4.b", "Q4.c"),
     ),
     _q(
         "Q5",
@@ -136,6 +137,7 @@ QUESTIONS: tuple[Question, ...] = (
             "stays proportional to the error, so the network trains faster.",
         },
         modules=("deepbasics.losses", "deepbasics.doctor"),
+        lab=("Q5.a",),
         doctor=("loss_activation_mismatch",),
     ),
     _q(
@@ -146,6 +148,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q6.b": "With the penalty an over-parameterized model overfits less.",
         },
         modules=("deepbasics.losses", "deepbasics.train"),
+        lab=("Q6.a", "Q6.b"),
     ),
     _q(
         "Q7",
@@ -156,6 +159,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q7.c": "Minimizing a classifier's cross-entropy is maximum likelihood.",
         },
         modules=("deepbasics.information", "deepbasics.losses"),
+        lab=("Q7.a", "Q7.b", "Q7.c"),
         beyond_faq=True,
     ),
     _q(
@@ -167,6 +171,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q8.b": "Naive log(softmax(x)) underflows to -inf; log-softmax through log-sum-exp stays finite.",
         },
         modules=("deepbasics.numerics", "deepbasics.nonfinite", "deepbasics.doctor"),
+        lab=("Q8.a", "Q8.b"),
         doctor=("nonfinite", "naive_softmax"),
     ),
     _q(
@@ -199,6 +204,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q11.c": "Gradient descent diverges along the top eigenvector once lr > 2 / lambda_max.",
         },
         modules=("deepbasics.autodiff", "deepbasics.curvature", "deepbasics.doctor"),
+        lab=("Q11.a", "Q11.b", "Q11.c"),
         beyond_faq=True,
         doctor=("diverging_loss",),
     ),
