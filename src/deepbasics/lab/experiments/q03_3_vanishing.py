@@ -1,0 +1,409 @@
+"""Q3.3 (part 1): vanishing and exploding gradients, the phenomena. Remedies: :mod:`.q03_3_remedies`.
+
+- **Q3.3.a / Q3.3.b** By the chain rule ``dL/dz_l = diag(sigma'(z_l)) W_{l+1}^T dL/dz_{l+1}`` with
+  ``sigma' <= 1/4``, the gradient of a deep sigmoid net shrinks by a roughly constant factor per layer towards
+  the input, so under SGD the input-side layers barely move (Hochreiter 1991; Bengio, Simard & Frasconi 1994;
+  Glorot & Bengio 2010, sec. 4.2 and fig. 7).
+- **Q3.3.c** ``sigma'(z) = sigma(z)(1 - sigma(z))`` peaks at ``1/4`` at ``z = 0`` and decays like ``e^-|z|``.
+- **Q3.3.d** With weights ``s`` times the Glorot/He scale the per-layer factor is about ``s`` (linear, ReLU) or
+  ``sqrt(chi) > 1`` (tanh in the chaotic phase; Schoenholz et al. 2017, sec. 3): the gradient explodes with depth.
+- **Q3.3.j** Over a population of plausible configurations at initialization, vanishing is more frequent.
+
+Gradient profiles and the vanishing/exploding thresholds are defined in :mod:`._deepnets`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepbasics.lab import Rule, experiment, save_figure
+
+from ._deepnets import (
+    EXPLODE,
+    VANISH,
+    backprop_profile,
+    deep_mlp,
+    digits_data,
+    full_batch_fit,
+    layer_grad_norms,
+    linear_layers,
+    log10_ratio,
+    log_slope,
+    relative_change,
+    sgd,
+    val_accuracy,
+)
+
+#: Q3.3.b: "barely move" = the first layer's relative weight change is under a tenth of the last layer's.
+BARELY_MOVES = 0.1
+
+
+# ------------------------------------------------------------------------------------- Q3.3.a/b depth profile
+def _plot_profile(outputs, params, outdir):
+    import matplotlib.pyplot as plt
+
+    layers = np.arange(1, params["layers"] + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for arm, color in (("sigmoid", "C0"), ("relu", "C1")):
+        for s, out in enumerate(outputs):
+            label = f"{arm} ({'Glorot' if arm == 'sigmoid' else 'He'} init), step 0" if s == 0 else None
+            ax1.semilogy(layers, out["grads"][arm][0], "o-", color=color, alpha=0.7, label=label)
+        last = outputs[0]["steps"][-1]
+        ax1.semilogy(layers, outputs[0]["grads"][arm][-1], ":", color=color, label=f"{arm}, step {last} (seed 0)")
+    ax1.set(
+        xlabel="linear layer (1 = input side)",
+        ylabel="layer gradient norm sqrt(||dL/dW_l||^2 + ||dL/db_l||^2)",
+        title="Q3.3.a: per-layer gradient norm, 10-layer MLP on digits",
+    )
+    ax1.legend(fontsize=7)
+    for arm, color, style in (("sigmoid", "C0", "o-"), ("relu", "C1", "o-"), ("sigmoid_adam", "C2", "s--")):
+        for s, out in enumerate(outputs):
+            label = {"sigmoid": "sigmoid, SGD", "relu": "ReLU, SGD", "sigmoid_adam": "sigmoid, Adam"}[arm]
+            ax2.semilogy(layers, out["change"][arm], style, color=color, alpha=0.7, label=label if s == 0 else None)
+    ax2.set(
+        xlabel="linear layer (1 = input side)",
+        ylabel="||W_T - W_0|| / ||W_0|| (relative)",
+        title=f"Q3.3.b: how far each layer moved in {params['steps']} full-batch steps",
+    )
+    ax2.legend(fontsize=7)
+    return [save_figure(fig, outdir, "gradient_and_change_per_layer")]
+
+
+@experiment(
+    ids=("Q3.3.a", "Q3.3.b"),
+    method="Ten-layer MLPs (64-32-...-32-10) on sklearn's digits: sigmoid units with Glorot-normal init and ReLU units "
+    "with He-normal init, trained with full-batch plain SGD (lr 0.1) while deepbasics.probe.LayerStats records "
+    "every layer's gradient norm. Q3.3.a is judged on the sigmoid net's first/last layer gradient ratio at step 0 "
+    "(later the net sits on the class-prior plateau where every layer's gradient is ~1e-6 and the ratio says "
+    "nothing; the plot shows both); the fitted log10 slope per layer is reported. Q3.3.b is judged on the ratio "
+    "of relative weight changes ||W_T - W_0|| / ||W_0|| of the first and last layer after training; the same "
+    "sigmoid net trained with Adam (per-parameter step sizes) is reported as a contrast.",
+    quick={"layers": 10, "width": 32, "lr": 0.1, "adam_lr": 1e-3, "steps": 150, "every": 15},
+    full={"layers": 10, "width": 32, "lr": 0.1, "adam_lr": 1e-3, "steps": 1500, "every": 100},
+    rules={
+        # vanishing: two orders of magnitude lost between the last and the first layer (_deepnets.VANISH)
+        "Q3.3.a": Rule("sigmoid_log10_ratio", "<", float(np.log10(VANISH))),
+        "Q3.3.b": Rule("sigmoid_change_ratio", "<", BARELY_MOVES),
+    },
+    seeds=3,
+    timeout=900,
+    plot=_plot_profile,
+)
+def depth_profile(params, seed):
+    x, y, xv, yv = digits_data(seed)
+    arms = {
+        "sigmoid": ("sigmoid", "glorot", "sgd"),
+        "relu": ("relu", "he", "sgd"),
+        "sigmoid_adam": ("sigmoid", "glorot", "adam"),
+    }
+    out = {"grads": {}, "change": {}, "train_acc": {}, "val_acc": {}}
+    for arm, (act, scheme, opt_name) in arms.items():
+        g = torch.Generator().manual_seed(seed)  # both sigmoid arms start from the same weights
+        model = deep_mlp(act, params["layers"], params["width"], scheme, g)
+        before = [m.weight.detach().clone() for m in linear_layers(model)]
+        if opt_name == "sgd":
+            from deepbasics.probe import LayerStats
+
+            opt = sgd(model, params["lr"])
+            with LayerStats(model, every=params["every"], optimizer=opt) as stats:
+                history = full_batch_fit(model, opt, x, y, steps=params["steps"])
+            out["grads"][arm] = [layer_grad_norms(stats, k) for k in range(len(stats.steps))]
+            out["steps"] = list(stats.steps)
+        else:
+            from deepbasics.optim import Adam
+
+            opt = Adam(model.parameters(), lr=params["adam_lr"])
+            history = full_batch_fit(model, opt, x, y, steps=params["steps"])
+        out["change"][arm] = relative_change(before, model)
+        out["train_acc"][arm] = history["train_accuracy"][-1]
+        out["val_acc"][arm] = val_accuracy(model, xv, yv)
+    for arm in ("sigmoid", "relu"):
+        first, last = out["grads"][arm][0][0], out["grads"][arm][0][-1]
+        out[f"{arm}_log10_ratio"] = log10_ratio(first, last)
+        slope, out[f"{arm}_slope_r2"] = log_slope(out["grads"][arm][0])
+        out[f"{arm}_decades_per_layer_towards_input"] = -slope  # layers are listed input side first
+        out[f"{arm}_log10_ratio_end"] = log10_ratio(out["grads"][arm][-1][0], out["grads"][arm][-1][-1])
+    for arm in arms:
+        out[f"{arm}_change_ratio"] = out["change"][arm][0] / out["change"][arm][-1]
+    return out
+
+
+# ------------------------------------------------------------------------------------- Q3.3.c sigmoid derivative
+#: Allowed |max sigma' - 1/4| and |ours - autograd|: float64 rounding of a few operations on numbers <= 1.
+TOL = 1e-12
+#: "Tends to 0 on saturation": at |z| = 10 the derivative (exactly e^-10 / (1 + e^-10)^2 = 4.5e-5) is < 1e-4.
+SATURATED = 1e-4
+
+
+def _plot_sigmoid(outputs, params, outdir):
+    import matplotlib.pyplot as plt
+
+    out = outputs[0]
+    z, ours, auto = np.array(out["z"]), np.array(out["ours"]), np.array(out["autograd"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(z, out["sigma"], label="sigma(z)")
+    ax1.plot(z, ours, label="sigma'(z), deepbasics.activations.sigmoid_grad")
+    ax1.plot(z, auto, "k:", label="sigma'(z), torch autograd")
+    ax1.axhline(0.25, color="grey", lw=0.8, ls="--", label="1/4")
+    ax1.set(xlabel="pre-activation z", ylabel="value (dimensionless)", title="Q3.3.c: sigma and its derivative")
+    ax1.legend(fontsize=7)
+    pos = z >= 0
+    ax2.semilogy(z[pos], ours[pos], label="sigma'(z)")
+    ax2.semilogy(z[pos], np.exp(-z[pos]), "k:", label="e^-z (asymptote)")
+    ax2.axhline(SATURATED, color="C3", ls="--", label=f"threshold {SATURATED:g} at |z| = {params['saturation_z']:g}")
+    ax2.set(xlabel="|z|", ylabel="sigma'(z) (log scale)", title="Q3.3.c: the derivative vanishes on saturation")
+    ax2.legend(fontsize=7)
+    return [save_figure(fig, outdir, "sigmoid_derivative")]
+
+
+@experiment(
+    ids=("Q3.3.c",),
+    method="On a float64 grid over [-z_max, z_max] that contains z = 0 we evaluate "
+    "deepbasics.activations.sigmoid_grad and torch autograd's derivative of torch.sigmoid. The judged number is the "
+    "worst of five sub-checks, each divided by its tolerance: |max sigma' - 1/4| (1e-12), |argmax| (one grid step), "
+    "max |ours - autograd| (1e-12), sigma'(+-saturation_z) (1e-4) and any increase of sigma' with |z| (1e-15).",
+    quick={"z_max": 20.0, "grid_step": 1e-4, "saturation_z": 10.0},
+    full={"z_max": 30.0, "grid_step": 2e-5, "saturation_z": 10.0},
+    rules={"Q3.3.c": Rule("worst_check_ratio", "<", 1.0, spread="value")},  # every sub-check within tolerance
+    seeds=1,
+    timeout=300,
+    plot=_plot_sigmoid,
+)
+def sigmoid_derivative(params, seed):
+    from deepbasics.activations import sigmoid, sigmoid_grad
+
+    n = round(params["z_max"] / params["grid_step"])
+    z = torch.arange(-n, n + 1, dtype=torch.float64) * params["grid_step"]  # (2n + 1,), z[n] == 0 exactly
+    ours = sigmoid_grad(z)
+    zz = z.clone().requires_grad_(True)
+    torch.sigmoid(zz).sum().backward()
+    auto = zz.grad
+    at = torch.tensor([-params["saturation_z"], params["saturation_z"]], dtype=torch.float64)
+    right = ours[n:]  # z >= 0; by symmetry the left half mirrors it
+    checks = {
+        "max_err": (abs(float(ours.max()) - 0.25), TOL),
+        "argmax_dist": (abs(float(z[int(ours.argmax())])), params["grid_step"]),
+        "autograd_err": (float((ours - auto).abs().max()), TOL),
+        "saturated_grad": (float(sigmoid_grad(at).max()), SATURATED),
+        "monotone_violation": (max(float((right[1:] - right[:-1]).max()), 0.0), 1e-15),
+    }
+    stride = max(1, len(z) // 2000)
+    out = {k: v for k, (v, _) in checks.items()}
+    out["worst_check_ratio"] = max(v / tol for v, tol in checks.values())
+    out["max_sigma_prime"] = float(ours.max())
+    out.update(z=z[::stride].tolist(), ours=ours[::stride].tolist(), autograd=auto[::stride].tolist())
+    out["sigma"] = sigmoid(z[::stride]).tolist()
+    return out
+
+
+# ------------------------------------------------------------------------------------- Q3.3.d large init
+_ACT_SCHEME = {"identity": "glorot", "tanh": "glorot", "relu": "he"}
+
+
+def _plot_init_scale(outputs, params, outdir):
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    mults, depths, d = params["multipliers"], params["depths"], params["judged_depth"]
+    for i, act in enumerate(params["activations"]):
+        g1 = np.array([out["first_grad"][act][str(d)] for out in outputs])  # (S, M)
+        ax1.loglog(mults, np.exp(np.log(g1).mean(0)), "o-", color=f"C{i}", label=f"{act} ({_ACT_SCHEME[act]} x s)")
+        for m, style in ((1.0, "o--"), (params["large"], "s-")):
+            r = np.array([[out["error_ratio"][act][str(k)][str(m)] for k in depths] for out in outputs])
+            ax2.semilogy(depths, 10 ** np.log10(r).mean(0), style, color=f"C{i}", label=f"{act}, s = {m:g}")
+    ax1.set_xticks(mults, [f"{m:g}" for m in mults], minor=False)
+    ax1.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax1.set(
+        xlabel="init std multiplier s (x Glorot / He std)",
+        ylabel="||dL/dW_1|| at init (L2 norm)",
+        title=f"Q3.3.d: first-layer gradient vs init scale ({d} layers)",
+    )
+    ax1.legend(fontsize=7)
+    ax2.axhline(EXPLODE, color="grey", ls="--", lw=0.8, label=f"exploding: ratio > {EXPLODE:g}")
+    ax2.set(
+        xlabel="number of linear layers",
+        ylabel="||dL/dz_1|| / ||dL/dz_L|| (ratio)",
+        title="Q3.3.d: back-propagated error, first / last layer",
+    )
+    ax2.legend(fontsize=6, ncol=2)
+    return [save_figure(fig, outdir, "exploding_vs_init_scale")]
+
+
+@experiment(
+    ids=("Q3.3.d",),
+    method="Deep width-64 MLPs with linear, tanh (Glorot-normal) or ReLU (He-normal) units get weights s times "
+    "the recommended std; at initialization we backpropagate the cross-entropy of 256 digits and record "
+    "||dL/dW_1|| and the back-propagated error ratio ||dL/dz_1|| / ||dL/dz_L|| (the weight-gradient ratio hides "
+    "scale-driven explosion in linear/ReLU nets, see _deepnets). Judged at 16 layers: the worst activation's "
+    "log10 error ratio at s = 4 minus 2 (exploding), and 2 minus the largest one at s = 1; the smaller margin.",
+    quick={
+        "activations": ["identity", "tanh", "relu"],
+        "depths": [2, 4, 8, 16],
+        "multipliers": [0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
+        "large": 4.0,
+        "judged_depth": 16,
+        "width": 64,
+        "batch": 256,
+    },
+    full={
+        "activations": ["identity", "tanh", "relu"],
+        "depths": [2, 3, 4, 6, 8, 12, 16, 24],
+        "multipliers": [0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0],
+        "large": 4.0,
+        "judged_depth": 16,
+        "width": 64,
+        "batch": 1077,
+    },
+    # "too large" = 4x the recommended std (16x the variance), declared before the run; exploding = ratio > 1e2
+    rules={"Q3.3.d": Rule("margin_decades", ">", 0.0)},
+    seeds=3,
+    timeout=600,
+    plot=_plot_init_scale,
+)
+def init_scale(params, seed):
+    x, y, _, _ = digits_data(seed, dtype=torch.float64)
+    x, y = x[: params["batch"]], y[: params["batch"]]
+    mults = sorted(set(params["multipliers"]) | {1.0, params["large"]})
+    out = {"first_grad": {}, "error_ratio": {}}
+    for act in params["activations"]:
+        out["first_grad"][act], out["error_ratio"][act] = {}, {}
+        for depth in params["depths"]:
+            grads, ratios = [], {}
+            for m in mults:
+                g = torch.Generator().manual_seed(seed)  # the same draws, rescaled, for every multiplier
+                model = deep_mlp(act, depth, params["width"], _ACT_SCHEME[act], g, multiplier=m).double()
+                prof = backprop_profile(model, x, y)
+                ratios[str(m)] = prof["error"][0] / prof["error"][-1]
+                if m in params["multipliers"]:
+                    grads.append(prof["weight"][0])
+            out["first_grad"][act][str(depth)] = grads
+            out["error_ratio"][act][str(depth)] = ratios
+    d = str(params["judged_depth"])
+    large = min(log10_ratio(out["error_ratio"][a][d][str(params["large"])], 1.0) for a in params["activations"])
+    standard = max(log10_ratio(out["error_ratio"][a][d]["1.0"], 1.0) for a in params["activations"])
+    out.update(min_log10_ratio_large=large, max_log10_ratio_standard=standard)
+    out["margin_decades"] = float(min(large - np.log10(EXPLODE), np.log10(EXPLODE) - standard))
+    return out
+
+
+# ------------------------------------------------------------------------------------- Q3.3.j which is more common
+_SCHEMES = ["default", "glorot", "he", "N(0,1)", "N(0,0.01)"]
+
+
+def _plot_population(outputs, params, outdir):
+    import matplotlib.pyplot as plt
+
+    rows = [r for out in outputs for r in out["configs"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.3), gridspec_kw={"width_ratios": [3, 2]})
+    jitter = np.random.default_rng(0)  # spreads points sideways, for visibility only
+    markers = dict(zip(_SCHEMES, "o^sDv", strict=True))
+    for i, act in enumerate(params["activations"]):
+        for scheme in _SCHEMES:
+            pts = [r for r in rows if r["activation"] == act and r["scheme"] == scheme]
+            xs = [r["depth"] + jitter.uniform(-0.3, 0.3) for r in pts]
+            ax1.scatter(
+                xs,
+                [r["log10_error_ratio"] for r in pts],
+                s=14,
+                color=f"C{i}",
+                marker=markers[scheme],
+                alpha=0.7,
+                label=f"{act}" if scheme == "default" else None,
+            )
+    for scheme in _SCHEMES:
+        ax1.scatter([], [], color="grey", marker=markers[scheme], label=f"init {scheme}")
+    for t in (VANISH, EXPLODE):
+        ax1.axhline(np.log10(t), color="k", ls="--", lw=0.8)
+    ax1.set(
+        xlabel="number of linear layers",
+        ylabel="log10 ||dL/dz_1|| / ||dL/dz_L||",
+        title="Q3.3.j: random configurations at init (dashed: 1e-2 / 1e2)",
+    )
+    values = [r["log10_error_ratio"] for r in rows]
+    ax1.set_ylim(min(min(values), -3) - 1, max(max(values), 3) + 1)
+    ax1.legend(fontsize=6, ncol=2)
+    frac = {
+        s: [
+            np.mean([r["class"] == c for r in rows if r["scheme"] == s] or [0])
+            for c in ("vanishing", "neither", "exploding")
+        ]
+        for s in _SCHEMES
+    }
+    bottom = np.zeros(len(_SCHEMES))
+    for k, (c, color) in enumerate((("vanishing", "C0"), ("neither", "0.7"), ("exploding", "C3"))):
+        vals = np.array([frac[s][k] for s in _SCHEMES])
+        ax2.bar(_SCHEMES, vals, bottom=bottom, color=color, label=c)
+        bottom += vals
+    ax2.set(ylabel="fraction of configurations", title="Q3.3.j: outcome by init scheme (all seeds)")
+    ax2.tick_params(axis="x", labelsize=7, rotation=20)
+    ax2.legend(fontsize=7)
+    return [save_figure(fig, outdir, "vanishing_vs_exploding_population")]
+
+
+@experiment(
+    ids=("Q3.3.j",),
+    method="We sample MLP configurations uniformly: 4-16 linear layers, width 16/32/64/128, sigmoid/tanh/ReLU/GELU "
+    "units, init torch default / Glorot / He / N(0,1) / N(0,0.01); at initialization each is classified by the "
+    "back-propagated error ratio ||dL/dz_1|| / ||dL/dz_L|| on 256 digits as vanishing (< 1e-2), exploding (> 1e2) "
+    "or neither. Judged: fraction vanishing minus fraction exploding. The answer depends on the population "
+    "sampled (e.g. more N(0,1) inits would raise the exploding share); the weight-gradient classification is reported.",
+    quick={
+        "population": 60,
+        "min_layers": 4,
+        "max_layers": 16,
+        "widths": [16, 32, 64, 128],
+        "activations": ["sigmoid", "tanh", "relu", "gelu"],
+        "batch": 256,
+    },
+    full={
+        "population": 400,
+        "min_layers": 4,
+        "max_layers": 16,
+        "widths": [16, 32, 64, 128],
+        "activations": ["sigmoid", "tanh", "relu", "gelu"],
+        "batch": 256,
+    },
+    rules={"Q3.3.j": Rule("vanish_minus_explode", ">", 0.0)},  # "more often": a strictly larger fraction
+    seeds=3,
+    timeout=600,
+    plot=_plot_population,
+)
+def population(params, seed):
+    x, y, _, _ = digits_data(seed, dtype=torch.float64)
+    x, y = x[: params["batch"]], y[: params["batch"]]
+    rng = np.random.default_rng(seed)
+    configs = []
+    for k in range(params["population"]):
+        layers = int(rng.integers(params["min_layers"], params["max_layers"] + 1))
+        act = str(rng.choice(params["activations"]))
+        scheme = str(rng.choice(_SCHEMES))
+        width = int(rng.choice(params["widths"]))
+        g = torch.Generator().manual_seed(seed * 100_003 + k)
+        prof = backprop_profile(deep_mlp(act, layers, width, scheme, g).double(), x, y)
+        err = log10_ratio(prof["error"][0], prof["error"][-1])
+        wgt = log10_ratio(prof["weight"][0], prof["weight"][-1])
+        configs.append(
+            {
+                "depth": layers,
+                "activation": act,
+                "scheme": scheme,
+                "width": width,
+                "log10_error_ratio": err,
+                "log10_weight_ratio": wgt,
+                "class": _classify(err),
+                "weight_class": _classify(wgt),
+            }
+        )
+    out = {"configs": configs}
+    for key, tag in (("class", ""), ("weight_class", "weight_")):
+        out[f"{tag}frac_vanishing"] = float(np.mean([c[key] == "vanishing" for c in configs]))
+        out[f"{tag}frac_exploding"] = float(np.mean([c[key] == "exploding" for c in configs]))
+    out["vanish_minus_explode"] = out["frac_vanishing"] - out["frac_exploding"]
+    return out
+
+
+def _classify(log10_r: float) -> str:
+    if log10_r < np.log10(VANISH):
+        return "vanishing"
+    return "exploding" if log10_r > np.log10(EXPLODE) else "neither"
