@@ -116,6 +116,7 @@ QUESTIONS: tuple[Question, ...] = (
             "deepbasics.probe",
             "deepbasics.doctor",
         ),
+        lab=("Q3.3.a", "Q3.3.b", "Q3.3.c", "Q3.3.d", "Q3.3.e", "Q3.3.f", "Q3.3.g", "Q3.3.h", "Q3.3.i", "Q3.3.j"),
         doctor=("vanishing_gradient", "exploding_gradient", "saturated_activation"),
     ),
     _q(
