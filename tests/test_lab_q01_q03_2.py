@@ -1,0 +1,115 @@
+"""Lab experiments for Q1 (initialization), Q3.1 (ill-conditioning) and Q3.2 (saddle points).
+
+Each experiment runs once in quick mode with one seed: every rule metric must be present and finite (the
+verdict itself is a finding and is not tested). The few helpers that compute math of their own are checked
+against independent references in float64 (autograd, a torch.nn model, the closed form of Chebyshev polynomials).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepbasics.lab.experiments import q01_init, q03_1_conditioning, q03_2_saddles
+
+EXPERIMENTS = {
+    "Q1.a": q01_init.distribution,
+    "Q1.b": q01_init.scale,
+    "Q1.c": q01_init.propagation,
+    "Q1.e": q01_init.orthogonal,
+    "Q1.f": q01_init.symmetry,
+    "Q3.1.a": q03_1_conditioning.gd_iterations,
+    "Q3.1.b": q03_1_conditioning.preconditioning,
+    "Q3.1.c": q03_1_conditioning.acceleration,
+    "Q3.1.d": q03_1_conditioning.inputs,
+    "Q3.2.a": q03_2_saddles.critical_points,
+    "Q3.2.c": q03_2_saddles.escape,
+}
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, dict]:
+    """Quick mode, seed 0, each experiment once; JSON round trip as in the worker processes."""
+    torch.manual_seed(0)
+    return {cid: json.loads(json.dumps(exp.run(exp.params(quick=True), 0))) for cid, exp in EXPERIMENTS.items()}
+
+
+def test_every_claim_id_is_covered():
+    ids = {cid for exp in EXPERIMENTS.values() for cid in exp.ids}
+    expected = {f"Q1.{c}" for c in "abcdef"} | {f"Q3.1.{c}" for c in "abcd"} | {f"Q3.2.{c}" for c in "abc"}
+    assert ids == expected
+
+
+@pytest.mark.parametrize("cid", list(EXPERIMENTS))
+def test_quick_run_returns_every_rule_metric_finite(cid, outputs):
+    exp, out = EXPERIMENTS[cid], outputs[cid]
+    assert len(exp.rules) == len(exp.ids)
+    for rule in exp.rules.values():
+        value = out[rule.metric]
+        assert isinstance(value, int | float) and not isinstance(value, bool), (rule.metric, value)
+        assert math.isfinite(value), (rule.metric, value)
+    scalars = [v for v in out.values() if isinstance(v, float)]
+    assert all(math.isfinite(v) for v in scalars)
+
+
+@pytest.mark.parametrize("cid", ["Q1.c", "Q3.1.c", "Q3.2.c"])
+def test_plot_writes_png(cid, outputs, tmp_path):
+    exp = EXPERIMENTS[cid]
+    paths = exp.plot([outputs[cid]], exp.params(quick=True), tmp_path)
+    assert paths and all(p.suffix == ".png" and p.stat().st_size > 1000 for p in paths)
+
+
+# ------------------------------------------------------------------------------------------- helper references
+def test_random_field_derivatives_match_autograd(float64):
+    g = torch.Generator().manual_seed(1)
+    field = q03_2_saddles.RandomField(dim=5, features=50, g=g)
+    x = torch.randn(3, 5, generator=g)
+
+    def f(point):
+        return field.evaluate(point[None])[0][0]
+
+    _, grad, hess = field.evaluate(x)
+    for i in range(3):
+        torch.testing.assert_close(grad[i], torch.func.grad(f)(x[i]), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(hess[i], torch.func.hessian(f)(x[i]), rtol=1e-12, atol=1e-12)
+
+
+def test_flat_tanh_net_loss_matches_torch_module(float64):
+    from deepbasics import nn as dnn
+
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(7, 3, generator=g), torch.randn(7, generator=g)
+    model = dnn.mlp([3, 4, 1], "tanh").double()
+    theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    expected = 0.5 * torch.nn.functional.mse_loss(model(x)[:, 0], y)
+    got = q03_2_saddles._tanh_net_loss(theta[None], x, y, hidden=4)
+    torch.testing.assert_close(got[0], expected.detach(), rtol=1e-13, atol=0.0)
+
+
+@pytest.mark.parametrize("period", [1, 4, 8])
+def test_chebyshev_period_reaches_the_chebyshev_bound(period):
+    lam_min, lam_max = 1.0, 100.0
+    steps = q03_1_conditioning.chebyshev_steps(lam_min, lam_max, period)
+    lam = np.linspace(lam_min, lam_max, 20_001)
+    residual = np.prod([1.0 - lam * s for s in steps], axis=0)  # error polynomial after one period
+    bound = 1.0 / math.cosh(period * math.acosh((lam_max + lam_min) / (lam_max - lam_min)))  # 1 / T_n(.)
+    assert np.abs(residual).max() == pytest.approx(bound, rel=1e-6)
+    assert sorted(steps) == pytest.approx(sorted(1.0 / n for n in _chebyshev_nodes(lam_min, lam_max, period)))
+
+
+def _chebyshev_nodes(a: float, b: float, n: int) -> np.ndarray:
+    roots = np.polynomial.chebyshev.chebroots([0] * n + [1])  # zeros of T_n on [-1, 1]
+    return (a + b) / 2 + (b - a) / 2 * roots
+
+
+def test_unit_spread_and_factor():
+    w = torch.ones(4, 3)
+    assert q01_init._unit_spread(w) == 0.0
+    w[2, 1] = 1.5
+    assert q01_init._unit_spread(w) == pytest.approx(0.5 / 1.5)
+    assert q01_init._factor([2.0, 1.0, 0.5]) == pytest.approx(4.0)
+    assert q01_init._factor([1.0, 3.0]) == pytest.approx(3.0)
