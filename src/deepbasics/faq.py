@@ -53,6 +53,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q1.f": "(+) Zero or constant initialization never breaks the symmetry between the units of a layer.",
         },
         modules=("deepbasics.init", "deepbasics.doctor"),
+        lab=("Q1.a", "Q1.b", "Q1.c", "Q1.d", "Q1.e", "Q1.f"),
         doctor=("bad_init_scale",),
     ),
     _q(
@@ -77,7 +78,14 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.1.d": "Unnormalized inputs, uneven layers and bad init scale cause ill-conditioning; normalizing the "
             "inputs lowers a real network's Hessian condition number.",
         },
-        modules=("deepbasics.optim", "deepbasics.data", "deepbasics.curvature", "deepbasics.doctor"),
+        modules=(
+            "deepbasics.optim",
+            "deepbasics.data",
+            "deepbasics.curvature",
+            "deepbasics.doctor",
+            "deepbasics.autodiff",
+        ),
+        lab=("Q3.1.a", "Q3.1.b", "Q3.1.c", "Q3.1.d"),
         doctor=("ill_conditioned", "unnormalized_inputs", "slow_convergence", "oscillating_loss"),
     ),
     _q(
@@ -89,7 +97,8 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.2.b": "At a saddle point the gradient is zero and the Hessian is indefinite.",
             "Q3.2.c": "Adaptive methods (AdaDelta, Adam) escape saddle points faster than plain gradient descent.",
         },
-        modules=("deepbasics.optim", "deepbasics.curvature", "deepbasics.doctor"),
+        modules=("deepbasics.optim", "deepbasics.curvature", "deepbasics.doctor", "deepbasics.autodiff"),
+        lab=("Q3.2.a", "Q3.2.b", "Q3.2.c"),
         doctor=("saddle_point",),
     ),
     _q(
