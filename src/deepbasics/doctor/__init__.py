@@ -4,7 +4,8 @@
 - :func:`diagnose`: static checks + a short probe run + curvature, on a copy of the model -> :class:`Report`.
 - :class:`Finding`, :class:`Severity`, :data:`CODES`: what the doctor says, from a closed vocabulary.
 - :func:`findings_from_records`: the detectors on numbers recorded elsewhere.
-- :func:`repair` (``deepbasics.doctor.repair``): fixes applied to a copy, retrained and verified.
+- :func:`repair`: fixes applied to a copy, retrained and verified (implemented in :mod:`.repairing`; the
+  module is not called ``repair`` so that importing it can never shadow the function on this package).
 
 Submodules: :mod:`.detectors` (pure decision functions), :mod:`.thresholds` (every decision number with its
 source), :mod:`.explain` (explanations and fixes), :mod:`.trace` / :mod:`.measure` (what the checks measure),
@@ -37,9 +38,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # repair builds on diagnose and the fault zoo; loaded on first use so that watching a run stays light
-    # (the submodule import binds the package attribute ``repair`` to the module; rebind it to the function)
     if name in ("repair", "RepairResult"):
-        module = importlib.import_module(f"{__name__}.repair")
+        module = importlib.import_module(f"{__name__}.repairing")
         globals().update(repair=module.repair, RepairResult=module.RepairResult)
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

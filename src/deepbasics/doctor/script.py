@@ -1,0 +1,293 @@
+"""Watch an unmodified training script: run it with ``runpy`` in this process, with global hooks.
+
+:func:`run_script` executes ``SCRIPT.py`` as ``__main__`` (``sys.argv = [SCRIPT, *args]``, the script's folder
+first on ``sys.path``, as ``python SCRIPT.py`` would) while four global hooks watch it:
+
+- ``torch.nn.modules.module.register_module_forward_pre_hook`` / ``register_module_forward_hook``: a module
+  called while no other module is running is a *root* call; the first root module with trainable parameters
+  that runs in training mode with gradients enabled gets a :class:`~deepbasics.doctor.watch.DoctorSession`;
+- ``torch.optim.optimizer.register_optimizer_step_post_hook``: records which optimizers step (the session
+  recognises the one that updates its model);
+- ``torch.Tensor.backward`` and ``torch.autograd.backward`` are wrapped to see the loss: each scalar loss goes to
+  the session of the last root module that ran a training forward (``session.step(loss)``). A non-finite loss
+  stops the script (:class:`NonFiniteLoss`) unless ``keep_going``: the findings made so far are the diagnosis.
+
+Everything is restored afterwards, whatever happens. The outcome (:class:`ScriptResult`) has the findings of
+every watched model, the script's exception if it raised, and an exit code (:data:`EXIT_CODES`).
+
+Cost: one host synchronisation per ``backward`` (the finiteness check of the loss); the session's own hooks
+cost what ``watch`` costs (``benchmarks/doctor_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import runpy
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from .._checks import fail
+from .findings import Finding, Severity
+from .report import render_findings
+from .watch import DoctorSession
+
+__all__ = ["EXIT_CODES", "NonFiniteLoss", "ScriptResult", "run_script"]
+
+#: Exit status of ``deepbasics doctor SCRIPT.py``, by outcome.
+EXIT_CODES: dict[str, int] = {
+    "ok": 0,  # the script finished and no finding is an error
+    "script_error": 1,  # the script raised (its traceback is printed after the findings)
+    "nonfinite": 3,  # the doctor stopped the script at a non-finite loss
+    "error_findings": 4,  # the script finished, but a finding has severity error
+}
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Raised inside the script by the wrapped ``backward`` when the loss is inf or nan (stops the script)."""
+
+
+@dataclass
+class WatchedModel:
+    """One model the script trained: its session and what identifies it in the output."""
+
+    name: str
+    session: DoctorSession
+    parameters: int
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass
+class ScriptResult:
+    """The outcome of :func:`run_script`.
+
+    Attributes:
+        script, args: what ran. status: a key of :data:`EXIT_CODES`. exit_code: the process exit status to use
+        (the script's own ``sys.exit`` status when it exited non-zero). error: the exception (text and
+        traceback) when the script raised. models: every watched model with its findings. losses: the number of
+        losses seen. seconds: wall time of the script.
+    """
+
+    script: str
+    args: list[str]
+    status: str
+    exit_code: int
+    models: list[WatchedModel]
+    error: str | None = None
+    error_traceback: str | None = None
+    losses: int = 0
+    seconds: float = 0.0
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding of every watched model."""
+        return [f for m in self.models for f in m.findings]
+
+    def summary(self, width: int = 110) -> str:
+        """The findings table per model, then one line on how the script ended."""
+        parts = []
+        if not self.models:
+            parts.append("deepbasics doctor: no model was trained (no module ran a training forward pass).")
+        for m in self.models:
+            title = f"deepbasics doctor: {m.name} ({m.parameters} parameters, {m.session.num_steps} losses)"
+            parts.append(render_findings(m.findings, title=title, notes=m.session.notes, width=width))
+        parts.append(f"script {self.status}: exit code {self.exit_code}" + (f" ({self.error})" if self.error else ""))
+        return "\n".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the run, each model's session data (findings, trace, meta) and the error."""
+        return {
+            "script": self.script,
+            "args": list(self.args),
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "traceback": self.error_traceback,
+            "losses": self.losses,
+            "seconds": self.seconds,
+            "findings": [f.to_dict() for f in self.findings],
+            "models": [{"name": m.name, "parameters": m.parameters, **m.session.to_dict()} for m in self.models],
+        }
+
+    def write_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`to_dict` as strict JSON (inf/nan as strings) to ``path``; returns the path."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(_strict(self.to_dict()), indent=2) + "\n", encoding="utf-8")
+        return target
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
+class _Watcher:
+    """The global hooks of one script run (module docstring); ``install()`` / ``remove()``."""
+
+    def __init__(self, keep_going: bool) -> None:
+        self.keep_going = keep_going
+        self.models: dict[int, WatchedModel] = {}
+        self.optimizers: dict[int, torch.optim.Optimizer] = {}
+        self.depth = 0
+        self.last_root: WatchedModel | None = None
+        self.losses = 0
+        self.nonfinite: float | None = None
+        self._handles: list[Any] = []
+        self._local = threading.local()  # re-entrancy: Tensor.backward calls torch.autograd.backward
+        self._saved: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------------------------------------- hooks
+    def _pre(self, module: nn.Module, args: Any) -> None:
+        if self.depth == 0 and module.training and torch.is_grad_enabled():
+            watched = self.models.get(id(module))
+            if watched is None and any(p.requires_grad for p in module.parameters()):
+                watched = self._attach(module)
+            if watched is not None:
+                self.last_root = watched
+        self.depth += 1
+
+    def _post(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.depth = max(0, self.depth - 1)
+
+    def _step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.optimizers.setdefault(id(optimizer), optimizer)
+        if self.last_root is not None and self.last_root.session.optimizer is None:
+            params = {id(p) for p in self.last_root.session.model.parameters()}
+            if any(id(p) in params for g in optimizer.param_groups for p in g["params"]):
+                self.last_root.session.optimizer = optimizer  # the report names its class and learning rate
+
+    def _attach(self, module: nn.Module) -> WatchedModel:
+        session = DoctorSession(module).attach()
+        params = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        name = type(module).__name__ + (f"#{len(self.models) + 1}" if self.models else "")
+        watched = WatchedModel(name, session, params)
+        self.models[id(module)] = watched
+        return watched
+
+    def _loss(self, tensors: Any) -> None:
+        self.depth = 0  # a forward that raised never ran its post hooks; a backward means it is over
+        loss = tensors[0] if isinstance(tensors, list | tuple) and tensors else tensors
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or self.last_root is None:
+            return
+        self.losses += 1
+        self.last_root.session.step(loss)
+        value = float(loss.detach())  # the one host sync per step: a non-finite loss must stop the run
+        if not math.isfinite(value) and self.nonfinite is None:
+            self.nonfinite = value
+            if not self.keep_going:
+                raise NonFiniteLoss(
+                    f"the loss was {value} at step {self.last_root.session.num_steps - 1}; deepbasics doctor stopped "
+                    "the script (use --keep-going to continue)"
+                )
+
+    def _wrap(self, fn: Any, tensor_method: bool) -> Any:
+        watcher = self
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            outer = not getattr(watcher._local, "inside", False)
+            if outer:
+                watcher._loss(args[0] if args else kwargs.get("tensors", kwargs.get("self")))
+            watcher._local.inside = True
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if outer:
+                    watcher._local.inside = False
+
+        wrapped.__wrapped__ = fn  # type: ignore[attr-defined]
+        wrapped.__doc__ = fn.__doc__
+        return wrapped
+
+    # ---------------------------------------------------------------------------------------------- life
+    def install(self) -> None:
+        self._handles = [
+            register_module_forward_pre_hook(self._pre),
+            register_module_forward_hook(self._post),
+            register_optimizer_step_post_hook(self._step),
+        ]
+        self._saved = {"tensor": torch.Tensor.backward, "autograd": torch.autograd.backward}
+        torch.Tensor.backward = self._wrap(self._saved["tensor"], True)  # type: ignore[method-assign]
+        torch.autograd.backward = self._wrap(self._saved["autograd"], False)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self._saved:
+            torch.Tensor.backward = self._saved["tensor"]  # type: ignore[method-assign]
+            torch.autograd.backward = self._saved["autograd"]
+            self._saved = {}
+        for watched in self.models.values():
+            watched.session.detach()
+
+
+def run_script(
+    script: str | os.PathLike[str], args: list[str] | tuple[str, ...] = (), *, keep_going: bool = False
+) -> ScriptResult:
+    """Run ``script`` as ``__main__`` under the doctor's global hooks and return the diagnosis.
+
+    Args:
+        script: path to a Python file; a missing file raises ``FileNotFoundError`` before anything runs.
+        args: the script's command-line arguments (``sys.argv[1:]`` inside it).
+        keep_going: do not stop the script at the first non-finite loss.
+
+    The script's exceptions are caught and reported in the result (``status="script_error"``); ``sys.argv``,
+    ``sys.path``, the hooks and the wrapped ``backward`` functions are restored in every case.
+    """
+    path = Path(script)
+    if not path.is_file():
+        raise fail(FileNotFoundError, "SCRIPT", "an existing Python file", str(script), "Check the path.")
+    args = [str(a) for a in args]
+    watcher = _Watcher(keep_going)
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    status, exit_code, error, tb = "ok", 0, None, None
+    sys.argv = [str(path), *args]
+    sys.path.insert(0, str(path.resolve().parent))
+    started = time.perf_counter()
+    watcher.install()
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except NonFiniteLoss as exc:
+        status, error = "nonfinite", str(exc)
+    except SystemExit as exc:  # the script's own sys.exit(...)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code != 0:
+            status, exit_code, error = "script_error", code, f"the script called sys.exit({exc.code!r})"
+    except BaseException as exc:  # whatever the script raises is part of the diagnosis
+        if isinstance(exc, KeyboardInterrupt):
+            status, error = "script_error", "interrupted"
+        else:
+            status, error = "script_error", f"{type(exc).__name__}: {exc}"
+            frames = exc.__traceback__  # drop the runner's and runpy's frames: start at the script's own
+            while frames is not None and frames.tb_frame.f_code.co_filename != str(path):
+                frames = frames.tb_next
+            tb = "".join(traceback.format_exception(type(exc), exc, frames or exc.__traceback__))
+    finally:
+        watcher.remove()
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    seconds = time.perf_counter() - started
+    models = list(watcher.models.values())
+    for m in models:
+        m.findings = m.session.finalize()
+    if status == "ok" and any(f.severity == Severity.ERROR for m in models for f in m.findings):
+        status = "error_findings"
+    if status != "script_error" or exit_code == 0:
+        exit_code = EXIT_CODES[status]
+    return ScriptResult(str(path), args, status, exit_code, models, error, tb, watcher.losses, seconds)
