@@ -65,6 +65,9 @@ def _is_batchnorm(module: nn.Module) -> bool:
 
 def _is_weight_layer(module: nn.Module) -> bool:
     weight = getattr(module, "weight", None)
+    if isinstance(weight, nn.parameter.UninitializedParameter):
+        # a lazy layer (nn.LazyLinear, nn.LazyConv2d, ...) before its first forward: its weight will be >= 2-D
+        return not _is_batchnorm(module)
     return isinstance(weight, torch.Tensor) and weight.dim() >= 2 and not _is_batchnorm(module)
 
 
