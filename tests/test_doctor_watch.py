@@ -215,10 +215,6 @@ def test_attach_and_detach_are_idempotent():
 
 
 def test_watch_accepts_lazy_modules_before_their_first_forward():
-    from torch import nn
-
-    from deepbasics.doctor import watch
-
     model = nn.Sequential(nn.LazyLinear(16), nn.Tanh(), nn.LazyLinear(3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(32, 5), torch.randint(0, 3, (32,))
