@@ -193,6 +193,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q9.c": "The LSTM does not prevent exploding gradients; clipping is still needed.",
         },
         modules=("deepbasics.nn", "deepbasics.data"),
+        lab=("Q9.a", "Q9.b", "Q9.c"),
     ),
     _q(
         "Q10",
@@ -202,6 +203,7 @@ QUESTIONS: tuple[Question, ...] = (
             "test error on an over-parameterized model trained on little data.",
         },
         modules=("deepbasics.nn", "deepbasics.train", "deepbasics.data", "deepbasics.doctor"),
+        lab=("Q10.a",),
         doctor=("overfitting",),
     ),
     _q(
@@ -237,6 +239,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q13.f": "(+) The gradient noise scale predicts the critical batch size.",
         },
         modules=("deepbasics.noise", "deepbasics.doctor"),
+        lab=("Q13.a", "Q13.b", "Q13.c", "Q13.d", "Q13.e", "Q13.f"),
         doctor=("batch_size_advice",),
     ),
     _q(
@@ -250,6 +253,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q14.e": "It does not suit recurrent networks; layer normalization does.",
         },
         modules=("deepbasics.nn", "deepbasics.doctor"),
+        lab=("Q14.a", "Q14.b", "Q14.c", "Q14.d", "Q14.e"),
         doctor=("batchnorm_small_batch",),
     ),
     _q(
