@@ -23,47 +23,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
 
 import torch
-from sklearn.datasets import load_digits
+from _workloads import cnn, digits, mlp, time_block  # benchmarks/ is on sys.path when run as a script
 from torch import nn
 
 from deepbasics.probe import LayerStats
-
-
-def digits(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float32, device=device) / 16.0  # (N, 64) in [0, 1]
-    y = torch.tensor(data.target, dtype=torch.long, device=device)
-    return x, y
-
-
-def mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
-
-
-def cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Unflatten(1, (1, 8, 8)),  # (B, 64) -> (B, 1, 8, 8)
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),  # (B, 32, 4, 4)
-        nn.Flatten(),  # (B, 512)
-        nn.Linear(512, 10),
-    )
-
-
-def time_block(step: Callable[[int], None], steps: int, sync: Callable[[], None]) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) per step over ``steps`` consecutive training steps."""
-    sync()
-    w0, c0 = time.perf_counter(), time.process_time()
-    for i in range(steps):
-        step(i)
-    sync()
-    return (time.perf_counter() - w0) / steps, (time.process_time() - c0) / steps
 
 
 def measure(name: str, model: nn.Module, settings: dict, args: argparse.Namespace, device: torch.device) -> dict:
