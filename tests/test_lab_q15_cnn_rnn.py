@@ -1,0 +1,139 @@
+"""Lab experiments for Q15 (update rules, schedules, activations), CNN.a-d and RNN.a-d.
+
+Each experiment runs once in quick mode with one seed: every metric a rule names must be present and finite (the
+verdict itself is a finding and is not tested). The shared helpers are checked against independent references:
+the receptive-field formula against brute force, truncated BPTT against autograd, the saved-bytes meter
+against a hand count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from deepbasics.lab.experiments import cnn, q15_activations, q15_update_rules, rnn
+from deepbasics.lab.experiments._q15_cnn_rnn import (
+    full_batch_curve,
+    latch_task,
+    saved_tensor_bytes,
+    steps_to,
+    truncated_logits,
+)
+
+EXPERIMENTS = [
+    q15_update_rules.update_rules,
+    q15_update_rules.schedules,
+    q15_activations.activations,
+    cnn.weight_sharing,
+    cnn.shifts,
+    cnn.receptive_field,
+    cnn.augmentation,
+    rnn.tbptt,
+    rnn.gated_cells,
+    rnn.clipping,
+    rnn.layer_norm,
+]
+
+_OUTPUTS: dict[str, dict] = {}
+
+
+def _quick(exp):
+    """One quick run per experiment per test session (the plot test reuses it)."""
+    if exp.id not in _OUTPUTS:
+        _OUTPUTS[exp.id] = exp.run(exp.params(quick=True), 0)
+    return _OUTPUTS[exp.id]
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS, ids=lambda e: e.id)
+def test_quick_run_returns_every_rule_metric_finite(exp):
+    out = _quick(exp)
+    for cid, rule in exp.rules.items():
+        assert rule.metric in out, f"{cid}: metric {rule.metric} missing"
+        value = out[rule.metric]
+        assert isinstance(value, float | int) and not isinstance(value, bool)
+        assert math.isfinite(value), f"{cid}: {rule.metric} = {value}"
+
+
+@pytest.mark.parametrize("exp", [cnn.shifts, rnn.clipping], ids=lambda e: e.id)
+def test_plot_smoke(exp, tmp_path):
+    paths = exp.plot([_quick(exp)], exp.params(quick=True), tmp_path)
+    assert paths and all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths)
+
+
+def test_ids_cover_the_sections():
+    ids = {cid for exp in EXPERIMENTS for cid in exp.ids}
+    assert ids == {"Q15.a", "Q15.b", "Q15.c", "CNN.a", "CNN.b", "CNN.c", "CNN.d", "RNN.a", "RNN.b", "RNN.c", "RNN.d"}
+
+
+# --------------------------------------------------------------------------------------- helpers
+def test_receptive_field_formula_matches_brute_force():
+    """r_L from the closed form equals the span of input indices reaching one output index (1-D brute force)."""
+    configs = [[[3, 1, 1]] * 3, [[3, 2, 1], [3, 2, 1]], [[5, 1, 2], [3, 3, 1], [3, 1, 4]]]
+    for layers in configs:
+        reach = {0}  # input positions, in the coordinates of the current map, that feed output unit 0
+        for k, s, d in reversed(layers):  # position p of layer l reads p*s + j*d, j = 0..k-1, of layer l-1
+            reach = {p * s + j * d for p in reach for j in range(k)}
+        assert cnn._formula(layers) == max(reach) - min(reach) + 1
+
+
+def test_measured_receptive_field_matches_formula():
+    for layers in ([[3, 1, 1]] * 2, [[3, 2, 1], [3, 1, 2]]):
+        assert cnn._measured(layers, 40, seed=0) == cnn._formula(layers)
+
+
+def test_truncated_logits_cut_the_gradient_and_keep_the_output():
+    from deepbasics import nn
+
+    torch.manual_seed(0)
+    model = nn.rnn_classifier("gru", input_size=5, hidden_size=6, num_classes=4)
+    x = torch.randn(3, 8, 5, requires_grad=True)
+    full = model(x)
+    cut = truncated_logits(model, x, 3)
+    torch.testing.assert_close(cut, full)  # truncation changes gradients, never values
+    (grad,) = torch.autograd.grad(cut.sum(), x)
+    assert torch.all(grad[:, :5] == 0) and torch.all(grad[:, 5:].abs().sum(dim=(0, 2)) > 0)
+    (grad_full,) = torch.autograd.grad(truncated_logits(model, x, 100).sum(), x)
+    (ref,) = torch.autograd.grad(model(x).sum(), x)
+    torch.testing.assert_close(grad_full, ref)
+
+
+def test_saved_tensor_bytes_counts_what_autograd_keeps():
+    a = torch.randn(10, 7, requires_grad=True)
+    with saved_tensor_bytes() as n:
+        torch.exp(a)  # saves its output: 70 float32
+    assert n[0] == 70 * 4
+    with saved_tensor_bytes() as n, torch.no_grad():
+        torch.exp(a)
+    assert n[0] == 0
+
+
+def test_latch_task_layout():
+    x, y = latch_task(50, 6, 3, torch.Generator().manual_seed(0))
+    assert x.shape == (50, 6, 4) and y.shape == (50,)
+    torch.testing.assert_close(x[:, :, :3].sum(-1), torch.ones(50, 6))  # one symbol per step
+    assert torch.equal(x[:, :, 3].sum(1), torch.ones(50)) and torch.all(x[:, 0, 3] == 1)  # marker at t = 0
+    assert torch.equal(x[:, 0, :3].argmax(-1), y)
+
+
+def test_full_batch_curve_stops_on_divergence_and_steps_to():
+    from deepbasics import losses, optim
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(20, 3), torch.randn(20, 1)
+    ok = full_batch_curve(model, losses.mse, optim.SGD(model.parameters(), lr=0.1), x, y, 30)
+    assert len(ok) == 31 and ok[-1] < ok[0]
+    bad = full_batch_curve(model, losses.mse, optim.SGD(model.parameters(), lr=50.0), x, y, 30)
+    assert len(bad) < 31 and (not math.isfinite(bad[-1]) or bad[-1] > 10 * bad[0])
+    assert steps_to([3.0, 2.0, 1.0], 2.0) == 1 and steps_to([3.0, 2.0], 0.5) is None
+
+
+def test_helpers_reject_bad_input():
+    with pytest.raises(ValueError, match="length"):
+        latch_task(4, 0)
+    with pytest.raises(ValueError, match="num_symbols"):
+        latch_task(4, 3, 1)
+    with pytest.raises(ValueError, match="window"):
+        truncated_logits(torch.nn.Identity(), torch.zeros(1, 2, 3), 0)
