@@ -265,6 +265,7 @@ QUESTIONS: tuple[Question, ...] = (
             "Q15.c": "Activation functions compared on trainable depth and speed; dying ReLUs and leaky variants.",
         },
         modules=("deepbasics.activations", "deepbasics.optim", "deepbasics.doctor"),
+        lab=("Q15.a", "Q15.b", "Q15.c"),
         beyond_faq=True,
         doctor=("dead_relu",),
     ),
@@ -278,6 +279,7 @@ QUESTIONS: tuple[Question, ...] = (
             "CNN.d": "Data augmentation improves test accuracy on small image sets.",
         },
         modules=("deepbasics.nn", "deepbasics.data"),
+        lab=("CNN.a", "CNN.b", "CNN.c", "CNN.d"),
         beyond_faq=True,
     ),
     _q(
@@ -289,7 +291,8 @@ QUESTIONS: tuple[Question, ...] = (
             "RNN.c": "Gradient clipping makes recurrent training stable where it would diverge.",
             "RNN.d": "Layer normalization inside the recurrent cell speeds up and stabilizes training.",
         },
-        modules=("deepbasics.nn", "deepbasics.data"),
+        modules=("deepbasics.nn", "deepbasics.data", "deepbasics.optim"),
+        lab=("RNN.a", "RNN.b", "RNN.c", "RNN.d"),
         beyond_faq=True,
     ),
 )
