@@ -12,6 +12,13 @@ first on ``sys.path``, as ``python SCRIPT.py`` would) while four global hooks wa
   the session of the last root module that ran a training forward (``session.step(loss)``). A non-finite loss
   stops the script (:class:`NonFiniteLoss`) unless ``keep_going``: the findings made so far are the diagnosis.
 
+Under ``torchrun`` every rank runs the script under its own watcher; the sessions gather their findings to
+rank 0 (:mod:`deepbasics.doctor.distributed`), and so does each rank's outcome (:attr:`ScriptResult.ranks`).
+A non-finite loss stops a rank only once the model's parameters are non-finite too. The parameters of a DDP model
+are the same on every rank, so every rank stops at the same step, before its backward: none is left waiting in
+an all-reduce for a rank that stopped. A rank whose data alone turned the loss non-finite goes through one more
+backward, whose all-reduce carries the inf/nan to every replica; all stop at the next loss.
+
 Everything is restored afterwards, whatever happens. The outcome (:class:`ScriptResult`) has the findings of
 every watched model, the script's exception if it raised, and an exit code (:data:`EXIT_CODES`).
 
@@ -39,6 +46,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .._checks import fail
+from .distributed import gather_payloads, rank_info, unwrap_model
 from .findings import Finding, Severity
 from .report import render_findings
 from .watch import DoctorSession
@@ -76,7 +84,9 @@ class ScriptResult:
         script, args: what ran. status: a key of :data:`EXIT_CODES`. exit_code: the process exit status to use
         (the script's own ``sys.exit`` status when it exited non-zero). error: the exception (text and
         traceback) when the script raised. models: every watched model with its findings. losses: the number of
-        losses seen. seconds: wall time of the script.
+        losses seen. seconds: wall time of the script. rank, world_size: this process in a distributed run.
+        ranks: on rank 0 of a distributed run, ``{rank: {"status", "exit_code", "error"}}`` of every rank that
+        reported (None elsewhere).
     """
 
     script: str
@@ -88,6 +98,9 @@ class ScriptResult:
     error_traceback: str | None = None
     losses: int = 0
     seconds: float = 0.0
+    rank: int = 0
+    world_size: int = 1
+    ranks: dict[int, dict[str, Any]] | None = None
 
     @property
     def findings(self) -> list[Finding]:
@@ -101,8 +114,14 @@ class ScriptResult:
             parts.append("deepbasics doctor: no model was trained (no module ran a training forward pass).")
         for m in self.models:
             title = f"deepbasics doctor: {m.name} ({m.parameters} parameters, {m.session.num_steps} losses)"
+            if m.session.ranks_reported:
+                title += f", findings of ranks {', '.join(map(str, m.session.ranks_reported))}"
             parts.append(render_findings(m.findings, title=title, notes=m.session.notes, width=width))
         parts.append(f"script {self.status}: exit code {self.exit_code}" + (f" ({self.error})" if self.error else ""))
+        for r, other in sorted((self.ranks or {}).items()):
+            if r != self.rank:
+                error = f" ({other['error']})" if other.get("error") else ""
+                parts.append(f"rank {r}: script {other['status']}: exit code {other['exit_code']}{error}")
         return "\n".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +137,12 @@ class ScriptResult:
             "seconds": self.seconds,
             "findings": [f.to_dict() for f in self.findings],
             "models": [{"name": m.name, "parameters": m.parameters, **m.session.to_dict()} for m in self.models],
+            **({"distributed": self._distributed()} if self.world_size > 1 else {}),
         }
+
+    def _distributed(self) -> dict[str, Any]:
+        ranks = {str(r): v for r, v in (self.ranks or {}).items()}
+        return {"rank": self.rank, "world_size": self.world_size, "ranks": ranks}
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as strict JSON (inf/nan as strings) to ``path``; returns the path."""
@@ -176,7 +200,7 @@ class _Watcher:
     def _attach(self, module: nn.Module) -> WatchedModel:
         session = DoctorSession(module).attach()
         params = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        name = type(module).__name__ + (f"#{len(self.models) + 1}" if self.models else "")
+        name = type(unwrap_model(module)).__name__ + (f"#{len(self.models) + 1}" if self.models else "")
         watched = WatchedModel(name, session, params)
         self.models[id(module)] = watched
         return watched
@@ -189,13 +213,21 @@ class _Watcher:
         self.losses += 1
         self.last_root.session.step(loss)
         value = float(loss.detach())  # the one host sync per step: a non-finite loss must stop the run
-        if not math.isfinite(value) and self.nonfinite is None:
-            self.nonfinite = value
-            if not self.keep_going:
+        if not math.isfinite(value):
+            if self.nonfinite is None:
+                self.nonfinite = value
+            if not self.keep_going and self._stop_now():
                 raise NonFiniteLoss(
                     f"the loss was {value} at step {self.last_root.session.num_steps - 1}; deepbasics doctor stopped "
                     "the script (use --keep-going to continue)"
                 )
+
+    def _stop_now(self) -> bool:
+        """Stop at this non-finite loss? Alone: yes. Distributed: only once the parameters are non-finite too
+        (module docstring), a test that is as replicated as the parameters; one host sync, at non-finite losses only."""
+        if not rank_info().distributed:
+            return True
+        return not all(bool(torch.isfinite(p).all()) for p in self.last_root.session.model.parameters())
 
     def _wrap(self, fn: Any, tensor_method: bool) -> Any:
         watcher = self
@@ -290,4 +322,20 @@ def run_script(
         status = "error_findings"
     if status != "script_error" or exit_code == 0:
         exit_code = EXIT_CODES[status]
-    return ScriptResult(str(path), args, status, exit_code, models, error, tb, watcher.losses, seconds)
+    info, ranks = rank_info(), None
+    if info.distributed:  # every rank's outcome to rank 0, next to the findings the sessions gathered
+        ranks = gather_payloads({"status": status, "exit_code": exit_code, "error": error}, info=info)
+    return ScriptResult(
+        str(path),
+        args,
+        status,
+        exit_code,
+        models,
+        error,
+        tb,
+        watcher.losses,
+        seconds,
+        rank=info.rank,
+        world_size=info.world_size,
+        ranks=ranks,
+    )

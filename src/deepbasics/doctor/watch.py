@@ -15,6 +15,14 @@ checks run in eval mode (no BatchNorm update), under ``torch.random.fork_rng`` w
 gradients with ``torch.autograd.grad`` (``.grad`` untouched). ``tests/test_doctor_watch.py`` checks bit-identical
 parameters after 50 steps with dropout and BatchNorm. The cost with the defaults is measured by
 ``benchmarks/doctor_overhead.py`` (target: at most 5% per step).
+
+Data-parallel runs (``torchrun`` + ``DistributedDataParallel``, or plain ``torch.distributed``): every rank watches
+its own replica; a DDP wrapper is looked through, so hooks and layer names are those of the user's module (``0``,
+not ``module.0``). At :meth:`DoctorSession.finalize` the findings go to rank 0 through the process group's store
+(:mod:`deepbasics.doctor.distributed`: no collective, bounded wait), which merges them per ``(code, where)`` with the
+ranks they occurred on (``Finding.ranks``) and which rank went first. With ``noise_scale=True`` on a DDP model the
+noise scale comes from DDP's own gradient all-reduce (:class:`deepbasics.noise.DDPNoiseScale`: local norm before,
+global norm after, at almost no cost) and the batch-size advice compares it with the global batch.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from .._checks import check_int, check_module, fail
 from ..probe import LayerStats
 from ..probe.layer_stats import DEFAULT_EVERY
-from .detectors import RunTrace, merge_findings, run_detectors
+from .detectors import RunTrace, batch_size_advice, merge_findings, run_detectors
+from .distributed import default_store, gather_payloads, merge_rank_findings, rank_info, tag_ranks, unwrap_model
 from .findings import Finding
 from .report import render_findings
 from .trace import batchnorm_layers, layer_kinds
@@ -46,6 +55,9 @@ TRANSIENT_CODES = frozenset(
 )
 #: Default interval of the cheap detectors (one host copy of the pending losses per interval).
 DEFAULT_CHECK_EVERY = 100
+#: Seconds rank 0 waits for the other ranks when the watched block raised: they may be stuck in a collective
+#: waiting for this rank, so the exception should not be held up for the full gather timeout.
+RAISING_GATHER_TIMEOUT = 10.0
 
 
 def findings_from_records(
@@ -89,7 +101,8 @@ class DoctorSession:
     """A doctor attached to one model's training (see the module docstring); :func:`watch` creates one.
 
     Args:
-        model: the module being trained.
+        model: the module being trained; a ``DistributedDataParallel`` (or ``DataParallel``) is looked through:
+            hooks go on the module inside, whose layer names the findings use.
         optimizer: its optimizer; if None, the first optimizer that steps this model's parameters while the
             session is attached is recorded (for the report: its class and learning rate).
         every: record the loss of every ``every``-th ``step()`` call (default 1: all).
@@ -117,7 +130,9 @@ class DoctorSession:
         tensorboard: Any = None,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        self.model = check_module(model)
+        check_module(model)
+        self.wrapper = model  # what was passed, e.g. a DistributedDataParallel
+        self.model = unwrap_model(model)
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise fail(TypeError, "optimizer", "a torch.optim.Optimizer or None", type(optimizer).__name__,
                        "Pass the optimizer that updates this model, or None to detect it.")  # fmt: skip
@@ -143,13 +158,19 @@ class DoctorSession:
         self._findings: list[Finding] = []
         self._prior_layers: dict[str, dict[str, list[Any]]] = {}
         self._prior_steps = 0
-        self._kinds = layer_kinds(model)
-        self._batchnorm = batchnorm_layers(model)
+        self._kinds = layer_kinds(self.model)
+        self._batchnorm = batchnorm_layers(self.model)
         self._writer = self._make_writer(tensorboard)
         self._written = 0
         self._stats: LayerStats | None = None
         self._handles: list[Any] = []
         self._expensive_done_at: int | None = None
+        self.rank_info = rank_info()
+        self._remote: dict[int, list[Finding]] = {}  # the other ranks' findings, gathered at finalize (rank 0)
+        self._ranks_reported: list[int] | None = None
+        self._gathered_at: int | None = None
+        self._gather_timeout: float | None = None
+        self._ddp_noise: Any = None  # deepbasics.noise.DDPNoiseScale (DDP model, noise_scale=True)
 
     # ------------------------------------------------------------------------------------------- lifecycle
     def attach(self) -> DoctorSession:
@@ -161,7 +182,23 @@ class DoctorSession:
         if self.optimizer is None:
             self._params = {id(p) for p in self.model.parameters()}
             self._handles.append(register_optimizer_step_post_hook(self._on_any_step))
+        self.rank_info = rank_info()
+        if self.rank_info.distributed:
+            default_store()  # remembered now: a script may destroy its process group before finalize
+        if self.noise_scale and isinstance(self.wrapper, nn.parallel.DistributedDataParallel):
+            self._attach_ddp_noise()
         return self
+
+    def _attach_ddp_noise(self) -> None:
+        from ..noise import DDPNoiseScale  # lazy: data-parallel runs only
+
+        try:
+            self._ddp_noise = DDPNoiseScale(self.wrapper)
+        except (RuntimeError, ValueError) as error:  # DDP takes one communication hook, e.g. the script's own
+            self.notes.append(
+                f"noise scale from DDP's all-reduce skipped ({error}); with loss_fn and session.step(loss, "
+                "batch=(x, y)) it is measured on the batches instead."
+            )
 
     def detach(self) -> None:
         """Remove every hook; the recorded data stays (idempotent)."""
@@ -170,12 +207,16 @@ class DoctorSession:
         self._handles.clear()
         if self._stats is not None:
             self._stats.remove()
+        if self._ddp_noise is not None:
+            self._ddp_noise.remove()  # DDP keeps the hook; it now only averages
 
     def __enter__(self) -> DoctorSession:
         return self.attach()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.detach()
+        if exc_type is not None:
+            self._gather_timeout = RAISING_GATHER_TIMEOUT
         self.finalize()
 
     # --------------------------------------------------------------------------------------------- hooks
@@ -280,20 +321,74 @@ class DoctorSession:
     def check(self) -> list[Finding]:
         """Run the cheap detectors now on everything recorded (one host copy) and merge the findings."""
         trace = self.trace()
-        fresh = run_detectors(trace)
+        fresh = self._global_batch_advice(run_detectors(trace), trace)
         kept = [f for f in self._findings if f.code not in TRANSIENT_CODES]
         self._findings = merge_findings(kept, fresh)
         self._log_tensorboard(trace)
-        return list(self._findings)
+        return self._combined()
+
+    def _global_batch_advice(self, fresh: list[Finding], trace: RunTrace) -> list[Finding]:
+        """Under DDP the optimizer steps on the global batch (world size x the per-rank batch): the critical batch
+        size is compared with that one, not with the batch one rank's forward sees."""
+        if not (isinstance(self.wrapper, nn.parallel.DistributedDataParallel) and trace.noise and trace.batch_size):
+            return fresh
+        noise = trace.noise
+        global_batch = trace.batch_size * self.rank_info.world_size
+        advice = batch_size_advice(global_batch, noise.get("b_simple"), noise.get("stderr"))
+        return [f for f in fresh if f.code != "batch_size_advice"] + advice
+
+    def _combined(self) -> list[Finding]:
+        """This rank's findings (tagged with its rank in a distributed run), merged with the other ranks' once
+        :meth:`finalize` gathered them (rank 0)."""
+        if not self.rank_info.distributed:
+            return list(self._findings)
+        own = tag_ranks(self._findings, self.rank_info.rank)
+        return merge_rank_findings({self.rank_info.rank: own, **self._remote}) if self._remote else own
 
     def finalize(self) -> list[Finding]:
-        """Run the expensive checks (if enabled and not done at this step) and every detector; return findings."""
+        """Run the expensive checks (if enabled and not done at this step) and every detector; return findings.
+
+        In a distributed run the findings then go to rank 0 (:mod:`deepbasics.doctor.distributed`), once per
+        recorded step count: rank 0 returns every reporting rank's findings merged, the other ranks their own,
+        without waiting. Rank 0 waits at most ``DEEPBASICS_DOCTOR_TIMEOUT`` seconds (default 60) for the others.
+        """
         if (self.curvature or self.noise_scale) and self._expensive_done_at != self.num_steps:
             self._expensive()
         findings = self.check()
         if self._writer is not None and hasattr(self._writer, "flush"):
             self._writer.flush()
+        if self.rank_info.distributed and self._gathered_at != self.num_steps:
+            findings = self._gather()
         return findings
+
+    def _gather(self) -> list[Finding]:
+        """Send this rank's findings and notes to rank 0; there, merge every rank's (see :meth:`finalize`)."""
+        info = self.rank_info
+        self._gathered_at = self.num_steps
+        own = tag_ranks(self._findings, info.rank)
+        payload = {"findings": [f.to_dict() for f in own], "notes": list(self.notes), "steps": self.num_steps}
+        gathered = gather_payloads(payload, timeout=self._gather_timeout, info=info)
+        if gathered is None:
+            return own
+        self._remote = {r: [Finding.from_dict(d) for d in p["findings"]] for r, p in gathered.items() if r != info.rank}
+        self._ranks_reported = sorted(gathered)
+        own_notes = set(payload["notes"])
+        for r in self._ranks_reported:
+            for note in gathered[r].get("notes", []) if r != info.rank else ():
+                if note not in own_notes and f"rank {r}: {note}" not in self.notes:
+                    self.notes.append(f"rank {r}: {note}")
+        missing = sorted(set(range(info.world_size)) - set(gathered))
+        if missing:
+            self.notes.append(
+                f"rank(s) {missing} did not report within the timeout (crashed, killed or still training): "
+                "their findings are missing."
+            )
+        return self._combined()
+
+    @property
+    def ranks_reported(self) -> list[int] | None:
+        """On rank 0 of a distributed run after :meth:`finalize`: the ranks whose findings are merged in."""
+        return None if self._ranks_reported is None else list(self._ranks_reported)
 
     @property
     def findings(self) -> list[Finding]:
@@ -305,6 +400,10 @@ class DoctorSession:
         self._expensive_done_at = self.num_steps
         if not (self.curvature or self.noise_scale):
             return
+        if self.noise_scale and self._ddp_noise is not None:
+            self._read_ddp_noise()
+            if not self.curvature:
+                return
         if self.loss_fn is None or self._batch is None:
             note = "curvature/noise-scale checks skipped: pass loss_fn to watch() and batch=(x, y) to session.step()."
             if note not in self.notes:
@@ -320,11 +419,32 @@ class DoctorSession:
                 self.curvature_result = result or self.curvature_result
                 if note:
                     self.notes.append(note)
-            if self.noise_scale:
+            if self.noise_scale and self._ddp_noise is None:
                 result, note = measure_noise_scale(self.model, self.loss_fn, x, y, self.batch_size)
                 self.noise_result = result or self.noise_result
                 if note:
                     self.notes.append(note)
+
+    def _read_ddp_noise(self) -> None:
+        """B_simple from DDP's all-reduce (:class:`deepbasics.noise.DDPNoiseScale`): no extra forward or backward."""
+        try:
+            scale = self._ddp_noise.estimate()
+        except ValueError as error:  # fewer measured steps than one exchange
+            note = f"noise scale skipped: {error}"
+            if note not in self.notes:
+                self.notes.append(note)
+            return
+        self.noise_result = {
+            "b_simple": scale.b_simple,
+            "stderr": scale.stderr,
+            "g2": scale.g2,
+            "trace_sigma": scale.trace_sigma,
+            "b_small": scale.b_small,
+            "b_big": scale.b_big,
+            "measurements": scale.num_measurements,
+            "batch_size": scale.b_big,
+            "source": "ddp_allreduce",
+        }
 
     @property
     def model_device(self) -> torch.device:
@@ -334,13 +454,18 @@ class DoctorSession:
     # ------------------------------------------------------------------------------------------ output
     def report(self, *, width: int = 110) -> str:
         """The findings as a rich-formatted table (plain text)."""
-        return render_findings(self.findings, title="deepbasics doctor (watch)", notes=self.notes, width=width)
+        title = "deepbasics doctor (watch)"
+        info = self.rank_info
+        if info.distributed:
+            ranks = ", ".join(map(str, self._ranks_reported or [info.rank]))
+            title = f"deepbasics doctor (watch; rank {info.rank} of {info.world_size}; findings of ranks {ranks})"
+        return render_findings(self.findings, title=title, notes=self.notes, width=width)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: findings, the recorded trace, notes and the run's settings."""
         findings = self.findings
         optimizer = self.optimizer
-        return {
+        out = {
             "findings": [f.to_dict() for f in findings],
             "trace": _finite_json(self.trace().to_dict()),
             "notes": list(self.notes),
@@ -353,6 +478,16 @@ class DoctorSession:
                 "layer_every": self.layer_every,
             },
         }
+        info = self.rank_info
+        if info.distributed:
+            reported = self.ranks_reported
+            out["distributed"] = {
+                "rank": info.rank,
+                "world_size": info.world_size,
+                "ranks_reported": reported,
+                "missing": None if reported is None else sorted(set(range(info.world_size)) - set(reported)),
+            }
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         """Plain data to resume the session in a new process: steps, losses, layer records, findings, notes."""
