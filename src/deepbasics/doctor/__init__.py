@@ -4,6 +4,7 @@
 - :func:`diagnose`: static checks + a short probe run + curvature, on a copy of the model -> :class:`Report`.
 - :class:`Finding`, :class:`Severity`, :data:`CODES`: what the doctor says, from a closed vocabulary.
 - :func:`findings_from_records`: the detectors on numbers recorded elsewhere.
+- :mod:`.distributed`: findings gathered across torch.distributed ranks (DDP).
 - :func:`repair`: fixes applied to a copy, retrained and verified (implemented in :mod:`.repairing`; the
   module is not called ``repair`` so that importing it can never shadow the function on this package).
 
