@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from .._files import atomic_write
 
 __all__ = ["finite_or_none", "read_json", "to_jsonable", "write_json_atomic", "write_text_atomic"]
 
@@ -16,21 +16,9 @@ __all__ = ["finite_or_none", "read_json", "to_jsonable", "write_json_atomic", "w
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part.
 
-    The text goes to a temporary file in the same folder, is flushed to disk, and replaces ``path`` with
-    ``os.replace`` (atomic on POSIX and Windows): a run killed mid-write leaves no truncated cache entry.
+    Through :func:`deepbasics._files.atomic_write`: a run killed mid-write leaves no truncated cache entry.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def write_json_atomic(path: Path, data: Any, *, strict: bool = False) -> None:

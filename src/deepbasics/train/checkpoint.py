@@ -19,10 +19,8 @@ Two rules make it safe:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import tempfile
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -33,6 +31,7 @@ import torch
 from torch import nn
 
 from .._checks import check_int, fail
+from .._files import atomic_write
 from .callbacks import DEFAULT_STOP_REASON, Callback, CallbackList, TrainState
 from .history import History
 
@@ -73,28 +72,8 @@ def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     ``obj`` must hold only what ``torch.load(weights_only=True)`` accepts (checked first). On any error the
     temporary file is removed and the old ``path`` (if any) is untouched. Returns the path.
     """
-    path = Path(path)
     _check_plain(obj, "checkpoint")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":  # make the rename itself durable; best effort (some filesystems refuse)
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def get_rng_state(generators: Iterable[torch.Generator] = ()) -> dict[str, Any]:
