@@ -25,14 +25,13 @@ import argparse
 import os
 import socket
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from sklearn.datasets import load_digits
+from _workloads import digits, mlp, time_block  # benchmarks/ is on sys.path when run as a script
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -40,24 +39,10 @@ BATCH = 64
 CONFIGS = ("watch", "noise hook", "py hook")
 
 
-def mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def time_block(step: Callable[[int], None], steps: int, sync: Callable[[], None]) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) per step over ``steps`` consecutive training steps."""
-    sync()
-    w0, c0 = time.perf_counter(), time.process_time()
-    for i in range(steps):
-        step(i)
-    sync()
-    return (time.perf_counter() - w0) / steps, (time.process_time() - c0) / steps
 
 
 def ratios(plain: list[tuple[float, float]], other: list[tuple[float, float]]) -> dict[str, float]:
@@ -82,9 +67,7 @@ def worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
     device = torch.device("cuda", rank) if cuda else torch.device("cpu")
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float32, device=device) / 16.0  # (N, 64)
-    y = torch.tensor(data.target, device=device)
+    x, y = digits(device)  # (N, 64), (N,)
     shard = torch.arange(rank, x.shape[0], world, device=device)  # this rank's examples
     n_batches = shard.numel() // BATCH
     loss_fn = nn.CrossEntropyLoss()
