@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -258,3 +259,62 @@ def test_plot_must_return_pngs_inside_its_folder(tmp_path):
         check_figures(["missing.png"], tmp_path)
     with pytest.raises(ValueError, match="figures inside"):
         check_figures([tmp_path.parent / "elsewhere.png"], tmp_path)
+
+
+def test_check_figures_accepts_what_save_figure_returns_for_a_relative_folder(tmp_path, monkeypatch):
+    """The newcomer's bug: save_figure(fig, "rep/figures/X", ...) returns a cwd-relative path, not a doubled one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(tmp_path)
+    outdir = Path("rep") / "figures" / "Q7.a"
+    outdir.mkdir(parents=True)
+    path = save_figure(plt.figure(), outdir, "curve")
+    assert not path.is_absolute()
+    assert check_figures([path, "curve.png"], outdir) == ["curve.png", "curve.png"]
+
+
+@pytest.mark.parametrize("out", ["lab-report", "./rel/rep", "with space/rep", "~/rep", "../up"])
+def test_report_folder_may_be_relative_home_or_spaced(tmp_path, monkeypatch, calls, out):
+    from deepbasics.lab.report import broken_links
+
+    cwd = tmp_path / "work dir" / "cwd"
+    cwd.mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    result, _ = _run(out, "Q7.a", jobs=1)
+    folder = Path(out).expanduser().resolve()
+    assert result.verdict == "holds", result.error
+    assert [(folder / f).is_file() for f in result.figures] == [True]
+    assert broken_links(folder) == []
+    monkeypatch.chdir(tmp_path)  # links are relative to the report itself, so it can be moved
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    assert broken_links(moved) == []
+
+
+def test_broken_links_finds_missing_files_and_skips_anchors_and_urls(tmp_path):
+    from deepbasics.lab.report import broken_links
+
+    assert broken_links(tmp_path) == [f"{tmp_path / 'index.html'}: missing"]
+    (tmp_path / "a b.png").write_bytes(PNG_MAGIC)
+    (tmp_path / "index.html").write_text(
+        '<a href="#Q1">x</a><a href="https://example.org">y</a><img src="a%20b.png"><img src="gone.png">'
+        '<img src="/etc/hostname">'
+    )
+    (tmp_path / "report.md").write_text("![ok](a%20b.png) and [missing](figures/x.png)")
+    assert broken_links(tmp_path) == ["index.html: gone.png", "index.html: /etc/hostname", "report.md: figures/x.png"]
+
+
+def test_progress_lines_when_output_is_not_a_terminal(tmp_path, capsys, calls):
+    lab.run(only=["Q7", "Q8.a"], quick=True, out=tmp_path / "r", registry=REG, jobs=1)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("lab: ")]
+    assert lines[0] == "lab: 3 experiments to run, 0 reused"
+    assert re.fullmatch(r"lab: \[1/3\] Q7\.a holds, Q7\.b does not hold \(\d+\.\d s\)", lines[1]), lines[1]
+    assert re.fullmatch(r"lab: \[3/3\] Q8\.a error \(\d+\.\d s\)", lines[3]), lines[3]
+    assert re.fullmatch(r"lab: done in \d+\.\d s: 4 claims \(2 holds, 1 does not hold, 1 error\)", lines[4]), lines[4]
+    lab.run(only="Q7.c", quick=True, out=tmp_path / "r", registry=REG, jobs=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert "lab: 0 experiments to run, 1 reused from" in lines[0] and lines[1] == "lab: [1/1] Q7.c holds (cached)"

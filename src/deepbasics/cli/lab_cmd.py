@@ -70,13 +70,14 @@ def lab(
         return
     from deepbasics import lab as lab_pkg
 
+    out = out.expanduser().resolve()
     results = lab_pkg.run(only=only, quick=quick, out=out, jobs=jobs, seeds=seeds, progress=progress, fresh=fresh)
     console = Console()
     if not results:
         console.print("[yellow]No experiment is registered yet.[/]")
         return
     console.print(_summary_table(results))
-    console.print(f"Report: [bold]{(out / 'index.html').resolve()}[/]")
+    console.print(f"Report: [bold]{out / 'index.html'}[/]")
     errors = sorted({r.experiment for r in results if r.verdict.value == "error"})
     if errors:
         Console(stderr=True).print(

@@ -35,15 +35,18 @@ def save_figure(fig: Any, outdir: Path, name: str, *, dpi: int = 110) -> Path:
 def check_figures(paths: object, outdir: Path) -> list[str]:
     """Check what a ``plot`` function returned; give the figure paths relative to ``outdir`` (POSIX style).
 
-    Each path must be a non-empty PNG file inside ``outdir``, the folder the engine passed to ``plot``.
+    Each path must be a non-empty PNG file inside ``outdir``, the folder the engine passed to ``plot``. A
+    relative path is taken as :func:`save_figure` returns it (relative to the working directory, when ``outdir``
+    itself was relative), or else as a bare name inside ``outdir``.
     """
     if isinstance(paths, (str, Path)) or not isinstance(paths, Iterable):
         raise fail(TypeError, "plot()", "a list of PNG paths", type(paths).__name__, "Return [save_figure(...)].")
     root = Path(outdir).resolve()
     names = []
     for p in paths:
-        path = Path(p) if Path(p).is_absolute() else root / Path(p)
-        path = path.resolve()
+        path = Path(p).resolve()  # absolute, or relative to the cwd as save_figure(fig, relative_outdir) gives it
+        if not Path(p).is_absolute() and root not in path.parents:
+            path = (root / Path(p)).resolve()  # a bare name inside outdir
         if root not in path.parents:
             raise fail(
                 ValueError, "plot()", f"figures inside {root}", str(path), "Save into the outdir you were given."

@@ -15,8 +15,11 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import platform
+import re
 import statistics
+import urllib.parse
 from collections.abc import Mapping, Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from ._files import finite_or_none, write_json_atomic, write_text_atomic
 from .result import Result
 from .rules import Verdict
 
-__all__ = ["LABELS", "fmt", "write_report"]
+__all__ = ["LABELS", "broken_links", "fmt", "write_report"]
 
 #: How each verdict is written for people.
 LABELS: Mapping[str, str] = {
@@ -129,6 +132,7 @@ def _environment() -> Any:
         lstrip_blocks=True,
     )
     env.filters["seconds"] = lambda s: f"{s:.1f} s" if s >= 0.1 else f"{1000 * s:.0f} ms"
+    env.filters["url"] = lambda path: urllib.parse.quote(str(path))  # a relative link, spaces and all
     env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
     return env
 
@@ -147,3 +151,45 @@ def write_report(results: Sequence[Result], out: str | Path, meta: Mapping[str, 
     write_text_atomic(paths["html"], env.get_template("report.html").render(**context))
     write_text_atomic(paths["markdown"], env.get_template("report.md").render(**context))
     return paths
+
+
+class _Links(HTMLParser):
+    """Collects the ``src`` and ``href`` attributes of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+_MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def broken_links(folder: str | Path) -> list[str]:
+    """The local links of ``folder/index.html`` and ``folder/report.md`` that do not resolve to an existing file.
+
+    A report must survive being moved or zipped as a folder, so every local ``src``/``href`` (and every Markdown
+    link) is resolved from the report's own folder; anchors (``#Q1``) and absolute URLs (``https:``, ``data:``)
+    are skipped. A missing ``index.html`` is itself reported. Returns ``"file: link"`` strings, empty when all is well.
+    """
+    folder = Path(folder)
+    page = folder / "index.html"
+    if not page.is_file():
+        return [f"{page}: missing"]
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    found = [("index.html", link) for link in parser.links]
+    markdown = folder / "report.md"
+    if markdown.is_file():
+        found += [("report.md", link) for link in _MARKDOWN_LINK.findall(markdown.read_text(encoding="utf-8"))]
+    broken = []
+    for name, link in found:
+        parts = urllib.parse.urlsplit(link)
+        if parts.scheme or parts.netloc or not parts.path:  # absolute URL, or an anchor in the page itself
+            continue
+        target = folder / urllib.parse.unquote(parts.path)
+        if Path(parts.path).is_absolute() or not target.is_file():
+            broken.append(f"{name}: {link}")
+    return broken

@@ -45,6 +45,7 @@ from typing import Any
 from .. import __version__
 from .._checks import check_int, fail
 from ._files import read_json
+from .progress import Progress, progress_mode
 from .registry import Experiment, Registry, default_registry
 from .result import Result, results_of
 
@@ -136,7 +137,7 @@ def _error_record(plan: _Plan, message: str, seconds: float) -> dict[str, Any]:
     return {"experiment": plan.exp.id, "outputs": [], "figures": [], "seconds": seconds, "error": message}
 
 
-def _execute(plans: Iterable[_Plan], jobs: int, bar: _Bar) -> Iterator[tuple[_Plan, dict[str, Any]]]:
+def _execute(plans: Iterable[_Plan], jobs: int, progress: Progress) -> Iterator[tuple[_Plan, dict[str, Any]]]:
     """Run the plans in worker processes, ``jobs`` at a time; yield ``(plan, record)`` as each ends."""
     from . import _worker  # imports torch: only when something actually runs
 
@@ -158,7 +159,7 @@ def _execute(plans: Iterable[_Plan], jobs: int, bar: _Bar) -> Iterator[tuple[_Pl
                 proc.start()
                 t0 = time.monotonic()
                 running[proc.sentinel] = (plan, proc, token, t0, t0 + plan.exp.timeout)
-                bar.running([p.exp.id for p, *_ in running.values()])
+                progress.running([p.exp.id for p, *_ in running.values()])
             next_deadline = min(deadline for *_, deadline in running.values())
             ready = set(connection.wait(list(running), timeout=max(0.0, next_deadline - time.monotonic())))
             now = time.monotonic()
@@ -179,49 +180,21 @@ def _execute(plans: Iterable[_Plan], jobs: int, bar: _Bar) -> Iterator[tuple[_Pl
                 else:
                     continue
                 del running[sentinel]
-                bar.running([p.exp.id for p, *_ in running.values()])
+                progress.running([p.exp.id for p, *_ in running.values()])
                 yield plan, record
     finally:
         for _, proc, *_ in running.values():
             _kill(proc)
 
 
-class _Bar:
-    """A rich progress bar on stderr (or nothing, with ``enabled=False``)."""
-
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
-        self._progress = None
-        if enabled and total:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]lab[/]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=Console(stderr=True),
-                transient=True,  # the summary table replaces it
-            )
-            self._task = self._progress.add_task("", total=total, completed=done)
-
-    def __enter__(self) -> _Bar:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def running(self, ids: list[str]) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=f"running {', '.join(ids)}" if ids else "")
-
-    def advance(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
+def _report_folder(out: str | os.PathLike[str]) -> Path:
+    """``out`` as an absolute path (``~`` expanded), so that workers and figure paths never depend on the cwd."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise fail(TypeError, "out", "a folder path (str or Path)", repr(out), "Pass e.g. out='lab-report'.")
+    folder = Path(out).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise fail(ValueError, "out", "a folder for the report", f"the file {folder}", "Choose another --out.")
+    return folder
 
 
 def run(
@@ -241,10 +214,12 @@ def run(
         only: claim IDs or prefixes (``"Q3"`` = every ``Q3.*``, not ``Q30``), comma-separated or a list;
             ``None`` runs everything. Unknown tokens raise ``ValueError`` listing the valid prefixes.
         quick: use each experiment's ``quick`` parameters (minutes in total) instead of ``full``.
-        out: the report folder; its ``.cache/`` holds one record per experiment.
+        out: the report folder (relative to the working directory, ``~`` expanded); its ``.cache/`` holds
+            one record per experiment.
         jobs: worker processes at a time (default: the usable CPU cores). ``1`` runs one at a time.
         seeds: run seeds ``0..seeds-1`` instead of each experiment's own count (``value`` rules run once).
-        progress: show a progress bar on stderr.
+        progress: show progress: a bar on stderr when standard output is a terminal, else one line per
+            finished experiment on standard output (claims, verdicts, seconds, ``done/total``).
         fresh: ignore cached records and run everything selected again.
         registry: the experiments to choose from (default: every module of ``deepbasics.lab.experiments``).
 
@@ -258,9 +233,7 @@ def run(
     jobs = default_jobs() if jobs is None else check_int(jobs, "jobs", low=1)
     if seeds is not None:
         check_int(seeds, "seeds", low=1)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise fail(ValueError, "out", "a folder for the report", f"the file {out}", "Choose another --out.")
+    out = _report_folder(out)
     mode = "quick" if quick else "full"
     plans = []
     for exp in selected:
@@ -275,20 +248,27 @@ def run(
                 out / "figures" / exp.id,
             )
         )
-    records: dict[str, tuple[dict[str, Any], bool]] = {}
+    results: dict[str, list[Result]] = {}
+    pending = []
     for plan in plans:
         cached = None if fresh else _load_cached(plan)
-        if cached is not None:
-            records[plan.exp.id] = (cached, True)
-    pending = [plan for plan in plans if plan.exp.id not in records]
+        if cached is None:
+            pending.append(plan)
+        else:
+            results[plan.exp.id] = results_of(plan.exp, cached, True, plan.seeds, mode)
     start = time.perf_counter()
-    with _Bar(progress, len(plans), len(plans) - len(pending)) as bar:
-        for plan, record in _execute(pending, min(jobs, max(len(pending), 1)), bar):
-            records[plan.exp.id] = (record, False)
-            bar.advance()
-    results = [r for plan in plans for r in results_of(plan.exp, *records[plan.exp.id], plan.seeds, mode)]
+    with Progress(progress_mode(progress), len(plans), len(plans) - len(pending), out / ".cache") as shown:
+        for plan in plans:
+            if plan.exp.id in results:
+                shown.finished(results[plan.exp.id], 0.0, cached=True)
+        for plan, record in _execute(pending, min(jobs, max(len(pending), 1)), shown):
+            results[plan.exp.id] = results_of(plan.exp, record, False, plan.seeds, mode)
+            shown.finished(results[plan.exp.id], float(record.get("seconds", 0.0)))
+    wall = time.perf_counter() - start
+    ordered = [r for plan in plans for r in results[plan.exp.id]]
     from .report import write_report
 
-    meta = {"mode": mode, "jobs": jobs, "seeds": seeds, "wall_seconds": time.perf_counter() - start}
-    write_report(results, out, meta)
-    return results
+    meta = {"mode": mode, "jobs": jobs, "seeds": seeds, "wall_seconds": wall}
+    write_report(ordered, out, meta)
+    shown.close(wall)
+    return ordered
