@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +83,28 @@ def test_quick_lab_on_q2_end_to_end(tmp_path, capsys):
     assert max(by_id["Q2.c"]["metrics"]["max_abs_err"]) < 1e-10
     html = (out / "index.html").read_text()
     assert html.count('<img src="figures/') == 3 and "Q2.b" in html
+
+
+@pytest.mark.slow
+def test_newcomer_runs_the_real_command_without_out_from_a_fresh_folder(tmp_path):
+    """README's main job as a stranger runs it: the console script, a fresh working directory, no --out, piped."""
+    from deepbasics.lab.report import broken_links
+
+    cwd = tmp_path / "a fresh folder"
+    cwd.mkdir()
+    exe = Path(sys.executable).with_name("deepbasics")
+    command = [str(exe)] if exe.is_file() else [sys.executable, "-m", "deepbasics"]
+    proc = subprocess.run(
+        [*command, "lab", "--quick", "--only", "Q2.a,Q8"], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    report = cwd / "lab-report"
+    rows = json.loads((report / "results.json").read_text())
+    assert rows and all(row["verdict"] != "error" for row in rows), [row["error"] for row in rows]
+    figures = [f for row in rows for f in row["figures"]]
+    assert figures and all((report / f).is_file() for f in figures)
+    assert broken_links(report) == []
+    progress = [line for line in proc.stdout.splitlines() if line.startswith("lab: [")]
+    assert len(progress) == len({row["experiment"] for row in rows})  # one plain line per experiment when piped
+    assert re.search(r"^lab: done in \d+\.\d s", proc.stdout, re.MULTILINE)

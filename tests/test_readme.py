@@ -26,3 +26,9 @@ def test_readme_gives_two_setup_commands():
 def test_ci_runs_the_readme_test_command():
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert _commands()[1].strip() in ci_lines
+
+
+def test_ci_runs_the_quick_lab_from_a_fresh_folder_with_the_default_output():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r'smoke=\$\(mktemp -d\)\n\(cd "\$smoke" && "\$repo/\.venv/bin/deepbasics" lab --quick', ci)
+    assert "broken_links" in ci
