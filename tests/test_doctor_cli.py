@@ -129,6 +129,7 @@ def test_list_demos_and_unknown_demo(capsys):
     assert _cli("--demo", "dead_relu_mpl") == 1
     err = capsys.readouterr().err
     assert "dead_relu_mlp" in err and "Traceback" not in err
+    assert "deepbasics doctor --list-demos" in " ".join(err.split())  # a shell command, not a Python call
     assert _cli() == 2  # neither SCRIPT nor --demo: usage error
 
 

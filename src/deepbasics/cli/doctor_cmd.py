@@ -41,11 +41,23 @@ def _list_demos(console: Console) -> None:
     console.print(table)
 
 
+_LIST_HINT = "List them with `deepbasics doctor --list-demos`."
+
+
 def _demo(name: str, out: Path | None, seed: int, console: Console) -> int:
     from deepbasics.doctor import zoo
     from deepbasics.doctor.repairing import repair_case
 
-    setup = zoo.get(name)  # unknown name: ValueError listing close names -> one red line, exit 1
+    names = [s.name for s in zoo.setups()]
+    if name not in names:  # the user is at a shell: point to the command that lists them, not to a Python call
+        import difflib
+
+        from deepbasics._checks import fail
+
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"Did you mean {', '.join(close)}? " if close else ""
+        raise fail(ValueError, "--demo", "the name of a built-in demo", repr(name), hint + _LIST_HINT)
+    setup = zoo.get(name)
     case = setup.build(seed)
     console.print(f"[bold]demo {setup.name}[/] ({setup.architecture}): {setup.description}")
     console.print(f"expected findings: {', '.join(sorted(setup.expected)) or 'none (a healthy setup)'}")
