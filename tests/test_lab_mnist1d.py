@@ -25,7 +25,9 @@ def _private_cache(tmp_path_factory, monkeypatch):
 
 def _tiny(**overrides):
     params = ref.table.params(quick=True)
-    params.update({"models": list(ref.MODELS), "steps": dict.fromkeys(ref.MODELS, 12), "eval_every": 5, **overrides})
+    params.update(
+        {"models": list(ref.MODELS), "steps": dict.fromkeys(ref.MODELS, 12), "eval_every": 5, "inits": 2, **overrides}
+    )
     return params
 
 
@@ -96,16 +98,23 @@ def test_train_takes_batches_in_the_papers_order():
 
 def test_outputs_carry_every_cell_published_next_to_ours():
     out = _tiny_run(0)
-    gaps = []
+    assert out["inits"] == [0, 1]
+    gaps, singles = [], []
     for variant in ref.VARIANTS:
         for name in ref.MODELS:
-            cell = f"{variant}_{name}"
+            cell, runs = f"{variant}_{name}", out["per_init"][variant][name]
             assert out[f"{cell}_published"] == ref.PUBLISHED[variant][name]
-            assert 0.0 <= out[f"{cell}_ours"] <= 100.0
+            assert len(runs) == 2 and all(0.0 <= r <= 100.0 for r in runs)
+            assert out[f"{cell}_ours"] == pytest.approx(sum(runs) / 2)  # the mean over the inits
             assert out[f"{cell}_gap"] == pytest.approx(out[f"{cell}_ours"] - out[f"{cell}_published"])
             gaps.append(abs(out[f"{cell}_gap"]))
-            assert len(out["curves"][variant][name]) == len(out["curve_steps"][variant][name]) == 3  # 5, 10, 12
+            singles += [abs(r - out[f"{cell}_published"]) for r in runs]
+            assert out["curve_steps"][variant][name] == [5, 10, 12]
+            assert [len(c) for c in out["curves"][variant][name]] == [3, 3]
+            assert [c[-1] for c in out["curves"][variant][name]] == runs
     assert out["max_abs_gap_points"] == max(gaps) and math.isfinite(out["max_abs_gap_points"])
+    assert out["worst_single_run_gap"] == max(singles) >= out["max_abs_gap_points"]
+    assert ref.table.run(_tiny(), 1)["inits"] == [2, 3]
     assert {out[f"params_{m}"] for m in ref.MODELS} == {float(n) for n in ref.PAPER_PARAMS.values()}
     assert out["plain_order_holds"] in (0.0, 1.0) and out["shuffled_order_holds"] in (0.0, 1.0)
     assert ref.table.run(_tiny(), 0)["plain_cnn_ours"] == out["plain_cnn_ours"]  # deterministic per seed
@@ -113,7 +122,7 @@ def test_outputs_carry_every_cell_published_next_to_ours():
 
 def test_subset_of_cells_and_bad_params():
     out = ref.table.run(_tiny(models=["logistic"], variants=["shuffled"]), 0)
-    assert [k for k in out if k.endswith("_gap")] == ["shuffled_logistic_gap"]
+    assert [k for k in out if k.endswith("_gap") and k.startswith(("plain", "shuffled"))] == ["shuffled_logistic_gap"]
     assert "plain_order_holds" not in out
     with pytest.raises(ValueError, match="models: expected a non-empty list"):
         ref.table.run(_tiny(models=["resnet"]), 0)
@@ -121,23 +130,26 @@ def test_subset_of_cells_and_bad_params():
         ref.table.run(_tiny(variants=[]), 0)
     with pytest.raises(ValueError, match="steps: expected a positive int"):
         ref.table.run(_tiny(steps={"logistic": 0, "mlp": 1, "cnn": 1, "gru": 1}), 0)
+    with pytest.raises(ValueError, match="inits: expected a positive int"):
+        ref.table.run(_tiny(inits=0), 0)
 
 
 def test_plot_draws_both_figures(tmp_path):
-    paths = ref.table.plot([_tiny_run(0), _tiny_run(1)], _tiny(), tmp_path)
+    paths = ref.table.plot([_tiny_run(0)], _tiny(), tmp_path)
     assert [p.name for p in paths] == ["published_vs_ours.png", "test_accuracy_curves.png"]
     assert all(p.stat().st_size > 0 for p in paths)
 
 
 def test_declared_rule_and_registration():
     rule = ref.table.rules["REF.mnist1d"]
-    assert (rule.metric, rule.op, rule.threshold, rule.spread) == ("max_abs_gap_points", "<=", 5.0, "all_seeds")
+    assert (rule.metric, rule.op, rule.threshold, rule.spread) == ("max_abs_gap_points", "<=", 5.0, "value")
+    assert ref.table.seeds == 1 and ref.table.seed_list(5) == (0,)  # the inits are averaged inside one run
     assert ref.TOLERANCE_POINTS == 5.0
     assert "REF.mnist1d" in {cid for exp in lab.experiments() for cid in exp.ids}
     assert parse_only("REF", lab.REGISTRY.claim_ids()) == ["REF.mnist1d"]
     full, quick = ref.table.params(quick=False), ref.table.params(quick=True)
     for params in (full, quick):
-        assert (params["lr"], params["batch_size"]) == (0.01, 100)  # the paper's recipe
+        assert (params["lr"], params["batch_size"], params["inits"]) == (0.01, 100, 3)  # the paper's recipe
         assert set(params["variants"]) == set(ref.VARIANTS)
     assert full["models"] == list(ref.MODELS) and set(quick["models"]) < set(ref.MODELS)
     assert all(full["steps"][m] >= quick["steps"][m] for m in quick["models"])
@@ -146,7 +158,8 @@ def test_declared_rule_and_registration():
 @pytest.mark.slow
 def test_short_training_already_separates_the_models_as_the_table_does():
     """After 1000 of the paper's 6000 steps: CNN far above MLP on plain inputs, far below its plain self shuffled."""
-    params = {**ref.table.params(quick=True), "steps": dict.fromkeys(ref.MODELS, 1000), "models": ["mlp", "cnn"]}
+    params = ref.table.params(quick=True)
+    params.update(steps=dict.fromkeys(ref.MODELS, 1000), models=["mlp", "cnn"], inits=1)
     out = ref.table.run(params, 0)
     assert out["plain_cnn_ours"] > out["plain_mlp_ours"] + SEPARATION
     assert out["shuffled_cnn_ours"] < out["plain_cnn_ours"] - SEPARATION
