@@ -221,6 +221,13 @@ def test_bad_arguments_say_what_was_expected(kwargs, error, match):
         data.mnist1d(**kwargs)
 
 
+def test_requests_stand_in_refuses_network_use_only():
+    stub = m1d._NoNetwork("requests")
+    with pytest.raises(RuntimeError, match="expected no network use"):
+        stub.get("https://example.org")
+    assert not hasattr(stub, "__path__")  # introspection sees a plain module, not an error
+
+
 def _python(code: str, cache: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DEEPBASICS_CACHE": cache}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

@@ -110,6 +110,8 @@ class _NoNetwork(types.ModuleType):
     """Stand-in for ``requests`` while ``mnist1d`` is imported without it: any use raises (we never download)."""
 
     def __getattr__(self, name: str) -> object:
+        if name.startswith("__"):  # introspection (hasattr(m, "__path__"), ...) must see a plain module
+            raise AttributeError(name)
         raise RuntimeError(
             f"requests.{name}: expected no network use, got a call into the stand-in for the missing 'requests' "
             "package. deepbasics generates MNIST-1D locally; install requests to use mnist1d's own downloader."
