@@ -29,7 +29,8 @@ def test_claim_ids_belong_to_their_question():
 def test_every_claim_of_claims_md_is_in_the_table():
     ids = set(re.findall(r"^- ((?:Q\d+(?:\.\d+)*|CNN|RNN)\.[a-z])\b", CLAIMS_MD.read_text(), flags=re.M))
     assert ids, "claims.md parsed to nothing"
-    assert ids == set(faq.CLAIMS)
+    reproductions = {cid for q in faq.QUESTIONS if q.id == "REF" for cid in q.claims}  # published results, not FAQ
+    assert ids == set(faq.CLAIMS) - reproductions
 
 
 @pytest.mark.parametrize("question", faq.QUESTIONS, ids=lambda q: q.id)

@@ -295,6 +295,18 @@ QUESTIONS: tuple[Question, ...] = (
         lab=("RNN.a", "RNN.b", "RNN.c", "RNN.d"),
         beyond_faq=True,
     ),
+    _q(
+        "REF",
+        "(+) Reproductions of published results",
+        {
+            "REF.mnist1d": "Our reference models reproduce MNIST-1D's published test accuracies (Greydanus & Kobak).",
+        },
+        modules=("deepbasics.data",),
+        lab=("REF.mnist1d",),
+        beyond_faq=True,
+        notes="Not claims of the FAQ (so not in claims.md): checks that the lab's tasks and training recipes "
+        "give the numbers their authors published.",
+    ),
 )
 
 #: claim ID -> claim text, over all questions.

@@ -6,6 +6,7 @@
 - :mod:`.sequences`: :func:`adding_problem`, :func:`copy_task`, :func:`copy_task_baseline`
 - :mod:`.augment`: :func:`shift`, :func:`rotate`, :class:`RandomShift`, :class:`RandomRotation`,
   :class:`GaussianNoise`, :class:`Compose`, :class:`AugmentedDataset`
+- :mod:`.mnist1d`: :func:`mnist1d` (Greydanus & Kobak's MNIST-1D, generated locally and cached)
 - :mod:`.batches`: :func:`loader` (seeded DataLoader), :func:`as_dataset`
 
 Nothing here downloads anything.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from .augment import AugmentedDataset, Compose, GaussianNoise, RandomRotation, RandomShift, rotate, shift
 from .batches import as_dataset, loader
+from .mnist1d import mnist1d
 from .sequences import ADDING_BASELINE_MSE, adding_problem, copy_task, copy_task_baseline
 from .splits import Splits, Standardizer, make_splits, split_indices
 from .synthetic import blobs, circles, teacher_student
@@ -40,6 +42,7 @@ __all__ = [
     "iris",
     "loader",
     "make_splits",
+    "mnist1d",
     "rotate",
     "shift",
     "split_indices",
