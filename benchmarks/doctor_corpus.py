@@ -26,6 +26,7 @@ Exits 0 whatever the doctor does; non-zero only when the benchmark itself cannot
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -104,8 +105,8 @@ def crash_reason(entry: dict[str, Any], raw: dict[str, Any]) -> str | None:
     if DEEPBASICS_FRAME.search(raw["stderr"]) or (report and DEEPBASICS_FRAME.search(report.get("traceback") or "")):
         return "traceback from deepbasics"
     if raw["rc"] not in OK_EXIT:
-        error = (report or {}).get("error") or raw["stderr"].strip().splitlines()[-1:] or ""
-        return f"exit {raw['rc']}: {error}"
+        last_line = (raw["stderr"].strip().splitlines() or [""])[-1]
+        return f"exit {raw['rc']}: {(report or {}).get('error') or last_line}"
     if report is None:
         return "no doctor.json"
     if entry["kind"] == "healthy" and report.get("status") == "nonfinite":
@@ -220,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs: expected a positive integer, got {args.jobs}")
+    if importlib.util.find_spec("deepbasics") is None:
+        parser.error(f"deepbasics is not importable by {sys.executable}: run this with the project's environment")
     entries = load_manifest()
     names = {e["script"].removesuffix(".py") for e in entries}
     unknown = sorted(set(args.only) - names)

@@ -20,6 +20,7 @@ are far from the measured values (each check's comment says what was measured at
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import math
@@ -828,3 +829,62 @@ RUNS = [
 def test_script(name, seed):
     """Runs the script with its quick budget and measures its bug (a healthy one, for seeds 0-2: that it learns)."""
     CHECKS[name](seed)
+
+
+# ------------------------------------------------------------------------------------------------ the benchmark
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("doctor_corpus_benchmark", CORPUS.parent / "doctor_corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _raw(findings=(), rc=0, status="ok", stderr="", report=True):
+    models = [
+        {"name": "Net", "findings": [{"code": c, "severity": s, "where": [], "evidence": {}} for c, s in findings]}
+    ]
+    body = {"status": status, "error": None, "traceback": None, "models": models}
+    return {"rc": rc, "stderr": stderr, "report": body if report else None, "seconds": 1.0}
+
+
+BROKEN = {"script": "b.py", "kind": "broken", "cause": ["dead_relu"], "symptoms": ["slow_convergence"]}
+HEALTHY = {"script": "h.py", "kind": "healthy", "cause": [], "symptoms": []}
+TRACEBACK = 'Traceback (most recent call last):\n  File "/x/src/deepbasics/doctor/watch.py", line 3\nKeyError: 1'
+
+
+@pytest.mark.parametrize(
+    ("entry", "raw", "expected"),
+    [
+        (BROKEN, _raw([("dead_relu", "warning")]), "cause named"),
+        (BROKEN, _raw([("dead_relu", "error"), ("nonfinite", "error")]), "cause named"),
+        (BROKEN, _raw([("dead_relu", "info"), ("slow_convergence", "warning")]), "symptom only"),  # info never counts
+        (BROKEN, _raw([("dead_relu", "info")]), "missed"),
+        (BROKEN, _raw([("overfitting", "warning")]), "missed"),
+        (BROKEN, _raw([("dead_relu", "error")], rc=3, status="nonfinite"), "cause named"),
+        (HEALTHY, _raw([("batch_size_advice", "info")]), "clean"),
+        (HEALTHY, _raw([("overfitting", "warning")]), "false finding"),
+        (HEALTHY, _raw(rc=3, status="nonfinite"), "crash"),
+        (BROKEN, _raw([("dead_relu", "warning")], rc=1, status="script_error"), "crash"),
+        (BROKEN, _raw(rc=None, report=False), "crash"),
+        (BROKEN, _raw(report=False), "crash"),
+        (HEALTHY, _raw(stderr=TRACEBACK), "crash"),
+    ],
+)
+def test_benchmark_classifies_runs(entry, raw, expected):
+    row = _benchmark().classify(entry, 0, raw)
+    assert row["class"] == expected
+    assert (row["crash"] is not None) == (expected == "crash")
+
+
+def test_benchmark_totals_count_warnings_and_errors_on_healthy_runs_only():
+    bench = _benchmark()
+    rows = [
+        bench.classify(HEALTHY, 0, _raw([("overfitting", "warning"), ("ill_conditioned", "error"), ("x", "info")])),
+        bench.classify(HEALTHY, 1, _raw()),
+        bench.classify(BROKEN, 0, _raw([("dead_relu", "warning"), ("overfitting", "warning")])),
+        bench.classify(BROKEN, 0, _raw()),
+    ]
+    totals = bench.totals(rows)
+    assert totals["false_findings"] == 2 and totals["healthy_runs_with_false_findings"] == 1
+    assert totals["cause_named"] == 1 and totals["cause_named_pct"] == 50.0 and totals["missed"] == 1
+    assert rows[2]["extra"] == ["overfitting"] and totals["crashes"] == 0
