@@ -325,10 +325,10 @@ def check(name: str) -> Callable[[Callable[[int], None]], Callable[[int], None]]
     return register
 
 
-def assert_learns(obs: Observation, drop: float, trace: list[float] | None = None) -> None:
+def assert_learns(obs: Observation, drop: float) -> None:
     """Every loss finite, and the last 10% of the training losses at most ``drop`` x the first 10%."""
     assert all_finite(obs)
-    trace = trace if trace is not None else (obs.train_losses() or obs.backward_losses())
+    trace = obs.train_losses() or obs.backward_losses()
     assert len(trace) >= 10
     assert tail(trace) < drop * head(trace), (head(trace), tail(trace))
 
