@@ -61,9 +61,11 @@ def test_render_without_findings():
 def test_every_code_has_text_and_faq():
     assert set(EXPLANATIONS) == set(FIXES) == set(CODES)
     for code in CODES:
-        assert len(explain(code)) > 80 and "FAQ" in explain(code)
-        assert fix_for(code)
-        assert FAQ_QUESTION[code].startswith("Q")
+        assert len(explain(code)) > 80 and fix_for(code)
+        if FAQ_QUESTION[code] == "practice":  # the bugs users report most, beyond the FAQ
+            assert "FAQ" not in explain(code)
+        else:
+            assert FAQ_QUESTION[code].startswith("Q") and "FAQ" in explain(code)
     with pytest.raises(ValueError, match="expected one of"):
         explain("nope")
 

@@ -1,10 +1,11 @@
 """Repair: diagnose, try the catalogue's fixes on copies, retrain each for the same budget, keep what is proven.
 
 For a setup ``S`` with findings ``F(S)`` and validation metric ``m(S)``, :func:`repair` walks the findings in
-root-cause order (:data:`ORDER`: a wrong loss/activation pairing or unnormalized inputs explain many later
-symptoms) and, for each code ``c`` still present, tries the candidate fixes of
-:data:`deepbasics.doctor.fixes.CANDIDATES` in order. A candidate ``f`` is applied to a deep copy, the copy is
-retrained for the same number of steps (same seed, same batches) and diagnosed again; it is kept when
+root-cause order (:data:`ORDER`, the rows of :data:`deepbasics.doctor.codes.TABLE`: a wrong loss/activation
+pairing or unnormalized inputs explain many later symptoms) and, for each code ``c`` still present, tries the
+candidate fixes of :data:`deepbasics.doctor.fixes.CANDIDATES` (the table's ``candidates``) in order. A candidate
+``f`` is applied to a deep copy, the copy is retrained for the same number of steps (same seed, same batches)
+and diagnosed again; it is kept when
 
     c not in F(f(S))   and   m(f(S)) improves on m(S)
 
@@ -34,11 +35,10 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_generator, check_int, check_module, fail
-from .findings import Severity
+from .case import ARCHITECTURES, TASKS, Case, diagnose_case, evaluate_case, train_case
+from .findings import CODES, Severity
 from .fixes import Fix, NotApplicable, candidates_for, get_fix
 from .report import Report
-from .zoo.registry import ARCHITECTURES, TASKS, Case
-from .zoo.run import diagnose_case, evaluate_case, train_case
 
 __all__ = [
     "ORDER",
@@ -52,26 +52,8 @@ __all__ = [
     "train_case",
 ]
 
-#: Codes in the order they are treated: causes before the symptoms they produce.
-ORDER: tuple[str, ...] = (
-    "naive_softmax",
-    "loss_activation_mismatch",
-    "unnormalized_inputs",
-    "batchnorm_small_batch",
-    "bad_init_scale",
-    "nonfinite",
-    "diverging_loss",
-    "exploding_gradient",
-    "vanishing_gradient",
-    "dead_relu",
-    "saturated_activation",
-    "saddle_point",
-    "ill_conditioned",
-    "oscillating_loss",
-    "slow_convergence",
-    "overfitting",
-    "batch_size_advice",
-)
+#: Codes in the order they are treated: causes before the symptoms they produce (the code table's row order).
+ORDER: tuple[str, ...] = CODES
 #: A validation loss counts as improved when it drops by at least this fraction (ours: seed-to-seed spread of
 #: the zoo's healthy runs is below 1%, the fixes' gains are 5% or more).
 MIN_LOSS_GAIN = 0.01

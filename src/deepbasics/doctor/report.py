@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .codes import PRACTICE
 from .findings import Finding, Severity
 
 __all__ = ["Report", "render_findings"]
@@ -56,7 +57,7 @@ def render_findings(
             step = f"\nstep {f.step}" if f.step is not None else ""
             table.add_row(
                 f"[{_STYLE[f.severity]}]{f.severity.value}[/]",
-                f"{f.code}\n{where}{step}\nFAQ {f.faq}",
+                f"{f.code}\n{where}{step}\n{'practice' if f.faq == PRACTICE else f'FAQ {f.faq}'}",
                 f.explanation,
                 f.fix,
             )

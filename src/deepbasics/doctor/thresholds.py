@@ -144,6 +144,34 @@ INIT_SCALE_FACTOR = 3.0
 #: inverse (ours; Glorot & Bengio 2010 fig. 6: activations should keep their scale with depth).
 ACTIVATION_DEPTH_RATIO = 1e2
 
+# ------------------------------------------------------------------------- practice (missing_zero_grad, ...)
+#: missing_zero_grad / eval_mode_training need the pattern on at least this many judged optimizer steps (ours: one
+#: step can legitimately differ -- a first step before the loop's zero_grad, one step taken right after a
+#: validation pass; three in a row cannot).
+PRACTICE_MIN_STEPS = 3
+#: ... and on at least this fraction of the judged steps (ours: the healthy patterns of tests/test_doctor_practice.py
+#: -- gradient accumulation, two optimizers (GAN), LBFGS closures, truncated BPTT, frozen layers, clipping, AMP --
+#: give 0 carried, wiped or eval-mode steps by construction; the bugs give every step, 1.0).
+PRACTICE_FRACTION = 0.5
+#: parameters_not_updated needs at least this many backward passes in training mode (ours: gradient accumulation
+#: over k batches leaves the parameters unchanged for k - 1 passes; a run that never updates does so for all).
+NOT_UPDATED_MIN_BACKWARDS = 8
+#: ... and an optimizer that never sees a gradient must have stepped at least this many times (ours, as above).
+IDLE_OPTIMIZER_MIN_STEPS = 3
+
+# ------------------------------------------------------------------------------- output activation vs loss (Q5)
+#: A row of a loss input counts as a probability vector when it is in [0, 1] and sums to 1 within this (or
+#: 4 sqrt(C) eps of the dtype, for bfloat16/float16 rows: summing C rounded values; ours: float32 softmax rows
+#: deviate by < 1e-6, logits rows by O(1)).
+ROW_SUM_TOL = 1e-3
+#: Value evidence (without the autograd graph) needs at least this many inspected calls ...
+PAIRING_MIN_CALLS = 2
+#: ... showing it in at least this fraction (ours: the evidence is all-or-nothing per call on real runs).
+PAIRING_FRACTION = 0.9
+#: Sigmoid before BCEWithLogitsLoss from values alone (every value in [0, 1]) needs this many inspected calls:
+#: small logits can all lie in [0, 1] by chance early in training, across many batches they do not (ours).
+PAIRING_UNIT_CALLS = 5
+
 # ------------------------------------------------------------------------------------------------------- budgets
 #: diagnose computes curvature only for models up to this many parameters (ours: Lanczos needs ~50 HVPs, a few
 #: seconds on CPU at this size).

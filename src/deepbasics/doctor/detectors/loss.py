@@ -30,9 +30,19 @@ from collections.abc import Mapping, Sequence
 from .. import thresholds as T
 from ..explain import make_finding
 from ..findings import Finding, Severity
+from ..records import RunTrace
 from ._stats import as_series, finite_prefix, median, rolling_median, spearman, warmup_length, window_length
+from .registry import detector
 
-__all__ = ["diverging_loss", "initial_loss", "nonfinite", "oscillating_loss", "overfitting", "slow_convergence"]
+__all__ = [
+    "diverging_loss",
+    "initial_loss",
+    "located_nonfinite",
+    "nonfinite",
+    "oscillating_loss",
+    "overfitting",
+    "slow_convergence",
+]
 
 LossTrace = Sequence[float] | Sequence[tuple[int, float]] | Mapping[int, float]
 
@@ -239,3 +249,51 @@ def overfitting(train_losses: LossTrace, val_losses: LossTrace) -> list[Finding]
         f"(+{gl:.0f}%)" + (f" while the training loss fell to {train_now:.4g}." if train_now is not None else ".")
     )
     return [make_finding("overfitting", Severity.WARNING, ("validation",), evidence, detail=detail, step=best_step)]
+
+
+# ------------------------------------------------------------------------------------------------ registered
+
+
+def located_nonfinite(report: Mapping[str, object]) -> Finding:
+    """``nonfinite`` at the op and module where :func:`deepbasics.nonfinite.locate_nonfinite` found the first
+    inf/nan (``report``: its ``to_dict()`` plus the ``step``); it says more than the recorded symptoms."""
+    step = report.get("step")
+    module, op = report.get("module"), report.get("op")
+    where = str(module or op)
+    detail = (
+        f"At step {step}, {op} ({report.get('phase')}) "
+        + ("produced inf/nan from finite inputs" if report.get("kind") == "produced" else "received a non-finite input")
+        + f" in {module or 'code outside any module'}."
+        + (f" Hint: {report['hint']}." if report.get("hint") else "")
+    )
+    keys = ("op", "phase", "kind", "module", "backward_of", "step")
+    return make_finding("nonfinite", Severity.ERROR, (where,), {k: report.get(k) for k in keys}, detail=detail,
+                        step=step if isinstance(step, int) else None)  # fmt: skip
+
+
+@detector("loss", codes=("nonfinite",))
+def _nonfinite(trace: RunTrace) -> list[Finding]:
+    located = trace.static.nonfinite if trace.static is not None else None
+    if located:
+        return [located_nonfinite(located)]
+    return nonfinite(trace.losses, trace.layers, trace.order)
+
+
+@detector("loss", codes=("diverging_loss",), needs=("losses",))
+def _diverging_loss(trace: RunTrace) -> list[Finding]:
+    return diverging_loss(trace.losses)
+
+
+@detector("loss", codes=("oscillating_loss",), needs=("losses",))
+def _oscillating_loss(trace: RunTrace) -> list[Finding]:
+    return oscillating_loss(trace.losses)
+
+
+@detector("loss", codes=("slow_convergence",), needs=("losses",))
+def _slow_convergence(trace: RunTrace) -> list[Finding]:
+    return slow_convergence(trace.losses, update_ratio=trace.update_ratio())
+
+
+@detector("loss", codes=("overfitting",), needs=("losses", "val_losses"))
+def _overfitting(trace: RunTrace) -> list[Finding]:
+    return overfitting(trace.losses, trace.val_losses)
