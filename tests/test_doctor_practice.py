@@ -289,14 +289,16 @@ def test_practice_codes_on_real_loops(name, loop, kw, kind, codes):
     assert practice_codes(session) == codes, [str(f) for f in session.findings]
 
 
-def test_carried_steps_are_counted_from_the_second_step():
+def test_carried_steps_are_counted_from_the_second_step_in_the_windows():
     model = net()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with watch(model, opt) as session:
+    with watch(model, opt, layer_every=10) as session:
         for loss in loop_no_zero_grad(model, opt):
             session.step(loss)
     record = session.trace().hygiene
-    assert record.judged == STEPS and record.carried == STEPS - 1 and record.first_carried == 1
+    windows = [s for s in range(STEPS) if session.recorder.hygiene.judged(s)]
+    assert windows == [0, 1, 2, 3, 4, 10, 20]  # the first steps, then every layer_every-th
+    assert record.judged == len(windows) and record.carried == len(windows) - 1 and record.first_carried == 1
     assert record.sentinel == "2.bias" and record.optimizer == "SGD"
 
 
@@ -360,7 +362,7 @@ def test_a_gan_with_two_optimizers_is_healthy_under_two_sessions():
     bce = F.binary_cross_entropy_with_logits
     opt_g, opt_d = torch.optim.Adam(gen.parameters(), 1e-3), torch.optim.Adam(disc.parameters(), 1e-3)
     real = torch.randn(64, 2) + 3
-    with watch(gen, opt_g) as sg, watch(disc, opt_d) as sd:
+    with watch(gen, opt_g, layer_every=1) as sg, watch(disc, opt_d, layer_every=1) as sd:  # every step judged
         for _ in range(STEPS):
             fake = gen(torch.randn(64, 2))
             opt_d.zero_grad(set_to_none=False)  # clears what the generator's backward left in disc's .grad

@@ -21,6 +21,8 @@ that holds it. With ``g`` the gradient tensor and ``v`` its version counter (bum
   check, from two small reductions on the sentinel).
 
 A step with no backward pass before it (LBFGS evaluates its closure inside ``step()``) is judged when the step ends.
+The gradient is followed in *windows* only, each from the end of one step to the next, for the first
+``JUDGE_FIRST`` steps and every ``probe_every``-th step: the verdicts rest on that sample of steps.
 
 **Mode**: at each step of that optimizer, ``model.training`` is read; a model with Dropout or normalization layers
 (whose behaviour differs between modes) that steps in eval mode has an *eval step*.
@@ -31,9 +33,9 @@ a gradient that no stepping optimizer holds and whose version counter and a 16-v
 attach was never updated. Manual SGD (``p -= lr * p.grad`` under ``no_grad``) changes the version counter, so it
 counts as updated without any optimizer object.
 
-Cost per training step: one Python call per backward pass (the sentinel's hook) and two per optimizer step; the
-coverage probe is O(parameters) on probe steps only. Hooks read ``.grad``, version counters and (at checks) small
-samples; they never write a tensor or draw a random number.
+Cost per training step: two Python calls per optimizer step (the global step hooks), one more per backward pass
+inside a window (the sentinel's hook); the coverage probe is O(parameters) on probe steps only. Hooks read
+``.grad``, version counters and (at checks) small samples; they never write a tensor or draw a random number.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ __all__ = ["Hygiene", "mode_layers"]
 
 #: Coverage is probed on this many first optimizer steps, then every ``probe_every``-th.
 PROBE_FIRST = 3
+#: The sentinel's gradient is followed (a post-accumulate-grad hook: ~10 us per backward pass on a CPU) only in
+#: windows that end at the first JUDGE_FIRST optimizer steps and at every ``probe_every``-th: enough steps for the
+#: verdicts (PRACTICE_MIN_STEPS of them), at a fraction of the cost of following every step.
+JUDGE_FIRST = 5
 #: Values compared (with the version counter) to tell whether a parameter changed.
 SAMPLE_SIZE = 16
 #: The sentinel is re-chosen (among tensors that hold a gradient) at most on this many first steps.
@@ -118,30 +124,34 @@ class Hygiene:
         self._hygiene = StepHygiene(mode_layers=self._mode_layers[:8])
         self._optimizers: dict[int, _Optimizer] = {}
         self._global_steps = 0
-        self._backwards = 0
+        self._backwards = 0  # backward passes in training mode, seen in the windows
+        self._train_steps = 0  # steps of the sentinel's optimizer in training mode
         self._start: dict[int, tuple[int, torch.Tensor]] = {}  # id(param) -> (version, sample) at first sight
         self._with_grad: dict[int, str] = {}
         self._handles: list[Any] = []
-        self._sentinel_handle: Any = None
+        self._sentinel_handle: Any = None  # the post-accumulate hook, while a window is open
         self._sentinel: nn.Parameter | None = None
-        self._reset_sentinel_state()
+        self._sentinel_steps = 0
+        self._seen_accumulation = False
+        self._track_values = False  # an in-place change between backward and step was seen: keep amax values
+        self._zero_checks: list[tuple[int, bool, torch.Tensor | None, torch.Tensor]] = []
+        self._open_state(stepped=False)
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not _lazy(p)]
         for _, p in trainable:
             self._start[id(p)] = _sample(p)  # lazy parameters get theirs at the first probe after they exist
         if trainable:  # the smallest tensor; ties: the one nearest the output
             name, param = min(reversed(trainable), key=lambda item: item[1].numel())
-            self._set_sentinel(name, param)
+            self._sentinel, self._hygiene.sentinel = param, name
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def attach(self) -> Hygiene:
-        """Install the hooks (idempotent)."""
+        """Install the hooks (idempotent); the first window opens for the first step."""
         if not self._handles and self.failed is None:
             self._handles = [
                 register_optimizer_step_pre_hook(self._on_step_pre),
                 register_optimizer_step_post_hook(self._on_step_post),
             ]
-            if self._sentinel is not None and self._sentinel_handle is None:
-                self._sentinel_handle = self._sentinel.register_post_accumulate_grad_hook(self._on_accumulate)
+            self._open_window()
         return self
 
     def detach(self) -> None:
@@ -149,35 +159,34 @@ class Hygiene:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        if self._sentinel_handle is not None:
-            self._sentinel_handle.remove()
-            self._sentinel_handle = None
+        self._close_window()
 
     # ------------------------------------------------------------------------------------------ sentinel
-    def _reset_sentinel_state(self) -> None:
-        self._acc = 0  # accumulations since the sentinel's optimizer last stepped
-        self._stepped = False  # the optimizer stepped and no accumulation has been seen since
-        self._snap: torch.Tensor | None = None  # the gradient tensor that step used
-        self._snap_version = -1
+    def judged(self, step: int) -> bool:
+        """Whether the sentinel's gradient is followed up to optimizer step ``step`` (a window): the first
+        ``JUDGE_FIRST`` steps and every ``probe_every``-th."""
+        return step < JUDGE_FIRST or step % self.probe_every == 0
+
+    def _open_state(self, *, stepped: bool) -> None:
+        """Start following from here: ``stepped`` when the sentinel's optimizer has just stepped."""
+        self._acc = 0  # accumulations since the optimizer stepped
+        self._stepped = stepped  # it stepped and no accumulation has been seen since
+        self._snap = self._sentinel.grad if stepped and self._sentinel is not None else None  # what the step used
+        self._snap_version = -1 if self._snap is None else self._snap._version
         self._last: torch.Tensor | None = None  # the gradient after the last accumulation
         self._last_version = -1
         self._carrying = False
         self._deferred = False
-        self._track_values = False  # an in-place change between backward and step was seen: keep amax values
         self._acc_amax: torch.Tensor | None = None
-        self._zero_checks: list[tuple[int, bool, torch.Tensor | None, torch.Tensor]] = []
-        self._sentinel_steps = 0
-        self._seen_accumulation = False
 
-    def _set_sentinel(self, name: str, param: nn.Parameter) -> None:
+    def _open_window(self) -> None:
+        if self._sentinel_handle is None and self._sentinel is not None and self._handles:
+            self._sentinel_handle = self._sentinel.register_post_accumulate_grad_hook(self._on_accumulate)
+
+    def _close_window(self) -> None:
         if self._sentinel_handle is not None:
             self._sentinel_handle.remove()
             self._sentinel_handle = None
-        self._sentinel, self._hygiene.sentinel = param, name
-        for state in self._optimizers.values():
-            state.groups = -1  # re-read which optimizer holds it
-        if self._handles:
-            self._sentinel_handle = param.register_post_accumulate_grad_hook(self._on_accumulate)
 
     def _repick(self) -> None:
         """The sentinel received no gradient by this step: choose the smallest tensor that holds one."""
@@ -187,7 +196,13 @@ class Hygiene:
         if holding:
             name, param = min(reversed(holding), key=lambda item: item[1].numel())
             if param is not self._sentinel:
-                self._set_sentinel(name, param)
+                window = self._sentinel_handle is not None
+                self._close_window()
+                self._sentinel, self._hygiene.sentinel = param, name
+                for state in self._optimizers.values():
+                    state.groups = -1  # re-read which optimizer holds it
+                if window:
+                    self._open_window()
 
     # ------------------------------------------------------------------------------------------ hooks
     @_guarded
@@ -211,6 +226,8 @@ class Hygiene:
 
     def _state(self, optimizer: torch.optim.Optimizer) -> _Optimizer:
         state = self._optimizers.get(id(optimizer))
+        if state is not None and state.groups == len(optimizer.param_groups) and state.ref() is optimizer:
+            return state  # the common case
         if state is None or state.ref() is not optimizer:
             state = _Optimizer(weakref.ref(optimizer), type(optimizer).__name__)
             self._optimizers[id(optimizer)] = state
@@ -237,6 +254,8 @@ class Hygiene:
             return
         step = self._sentinel_steps
         self._sentinel_steps += 1
+        if self.model.training:
+            self._train_steps += 1
         if self._mode_layers:
             if self.model.training:
                 self._hygiene.train_steps += 1
@@ -244,6 +263,8 @@ class Hygiene:
                 self._hygiene.eval_steps += 1
                 if self._hygiene.first_eval_step is None:
                     self._hygiene.first_eval_step = step
+        if self._sentinel_handle is None:
+            return  # outside a window
         if self._acc == 0:
             self._deferred = True  # judged when the step ends (a closure may run backward inside it)
             return
@@ -254,13 +275,13 @@ class Hygiene:
         state = self._optimizers.get(id(optimizer))
         if state is None or not state.holds_sentinel or self._sentinel is None:
             return
-        if self._deferred and self._acc > 0:
+        if self._sentinel_handle is not None and self._deferred and self._acc > 0:
             self._judge(self._sentinel_steps - 1, optimizer)
-        self._deferred = False
-        self._acc = 0
-        self._stepped, self._carrying = True, False
-        self._snap = self._sentinel.grad
-        self._snap_version = -1 if self._snap is None else self._snap._version
+        if self.judged(self._sentinel_steps):  # the next step is judged: follow the gradient from this step on
+            self._open_window()
+            self._open_state(stepped=True)
+        else:
+            self._close_window()
 
     def _judge(self, step: int, optimizer: torch.optim.Optimizer) -> None:
         record = self._hygiene
@@ -328,7 +349,7 @@ class Hygiene:
             trainable=len(params),
             with_grad=[n for i, n in self._with_grad.items() if i in params],
             not_updated=not_updated,
-            backward_passes=self._backwards,
+            backward_passes=max(self._backwards, self._train_steps),
             optimizers=optimizers,
         )
         return StepHygiene(**vars(self._hygiene)), coverage

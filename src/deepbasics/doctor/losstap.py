@@ -3,8 +3,10 @@
 While at least one session listens (:class:`LossWatch`), the loss functions of ``torch.nn.functional`` listed in
 :data:`LOSSES` are replaced by thin wrappers (restored when the last listener leaves). ``torch.nn``'s loss modules
 call these functions (``nn.CrossEntropyLoss`` calls ``F.cross_entropy``), so both styles are seen. A wrapper calls
-the original with the same arguments and returns its result untouched; it then hands the call to the session
-whose model ran the latest forward pass (each session notes its root forward, :meth:`LossWatch.on_forward`). Under
+the original with the same arguments and returns its result untouched; it then hands the call to the listening
+session -- when several listen (two watched models), the one whose model ran the latest forward pass: each then
+notes its model's forwards with a root hook (:meth:`LossWatch.on_forward`), which a single session does without.
+Most calls only increment a counter (a few microseconds in all). Under
 ``torch.compile`` tracing, and for loss calls made by the doctor itself (:func:`suspended`), the original is called
 and nothing is recorded.
 
@@ -16,12 +18,12 @@ What a :class:`LossWatch` makes of a call:
   model's Softmax/LogSoftmax/Sigmoid modules, at most ``MAX_ACTIVATION_HOOKS``), and a few reductions of the input
   (at most ``INSPECT_ROWS`` rows) are queued: its range, how far its rows are from summing to 1 and from
   log-sum-exp 0 (:class:`~deepbasics.doctor.records.LossCall`). They are copied to the host at the next check.
-- **Validation loss** (``overfitting`` in unmodified scripts). The rule: a loss computed after the model's latest
-  forward ran without training (``model.eval()``, or gradients disabled by ``torch.no_grad()``) belongs to an
-  *evaluation pass*; the pass ends at the next training forward (or check) and its validation loss is the mean of
-  its batch losses weighted by batch size (``reduction="sum"`` divided by the element count, ``"none"``
-  averaged), logged at the last training step. A loss that is then backpropagated was a training loss after all
-  (a model trained in eval mode) and is dropped from the pass.
+- **Validation loss** (``overfitting`` in unmodified scripts). The rule: a loss computed while the model is not
+  training (``model.eval()``, or gradients disabled by ``torch.no_grad()``) belongs to an *evaluation pass*; the pass
+  ends at the next training loss, training forward or session step, and its validation loss is the mean of its
+  batch losses weighted by batch size (``reduction="sum"`` divided by the element count, ``"none"`` averaged),
+  logged at the last training step. A loss that is then backpropagated was a training loss after all (a model
+  trained in eval mode) and is dropped from the pass.
 
 Limits of the validation rule: only losses computed with ``torch.nn`` losses or these functions count (a
 hand-written ``((out - y) ** 2).mean()`` is not seen); a script that evaluates the training set and the validation
@@ -66,7 +68,7 @@ LOSSES: tuple[str, ...] = (
 #: The losses whose inputs are inspected for a mismatched output activation.
 INSPECTED: tuple[str, ...] = ("cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "mse_loss")
 INSPECT_FIRST = 3
-INSPECT_EVERY = 25
+INSPECT_EVERY = 200
 #: Rows (or values, for element-wise losses) read per inspection: enough for the evidence, bounded cost.
 INSPECT_ROWS = 256
 INSPECT_VALUES = 65536
@@ -83,9 +85,14 @@ _VIEWS = frozenset(
 )  # fmt: skip
 _ACTIVATIONS = (nn.Softmax, nn.LogSoftmax, nn.Sigmoid, nn.Softmax2d)
 
+
+class _Local(threading.local):
+    busy = False  # inside a watched loss call, or in suspended()
+
+
 _listeners: list[LossWatch] = []
 _originals: dict[str, Callable[..., Any]] = {}
-_local = threading.local()
+_local = _Local()
 _sequence = itertools.count()
 _lock = threading.Lock()
 _compiling: Callable[[], bool] = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
@@ -94,7 +101,7 @@ _compiling: Callable[[], bool] = getattr(getattr(torch, "compiler", None), "is_c
 @contextmanager
 def suspended() -> Iterator[None]:
     """Loss calls made inside the block (by the doctor's own measurements) are not recorded."""
-    previous = getattr(_local, "busy", False)
+    previous = _local.busy
     _local.busy = True
     try:
         yield
@@ -104,7 +111,7 @@ def suspended() -> Iterator[None]:
 
 def _wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     def loss(*args: Any, **kwargs: Any) -> Any:
-        if getattr(_local, "busy", False) or not _listeners or _compiling():
+        if _local.busy or not _listeners or _compiling():
             return original(*args, **kwargs)
         grad = torch.is_grad_enabled()
         _local.busy = True  # a loss implemented with another watched loss is seen once
@@ -113,8 +120,9 @@ def _wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             _local.busy = False
         try:
-            with torch.no_grad():
-                _route(name, args, kwargs, result, grad)
+            listeners = _listeners
+            watch = listeners[0] if len(listeners) == 1 else max(listeners, key=lambda w: w.forward_seq)
+            watch.on_loss(name, args, kwargs, result, grad)
         except Exception:  # the doctor never disturbs the user's run; the call is simply not recorded
             pass
         return result
@@ -122,12 +130,6 @@ def _wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     loss.__wrapped__ = original  # type: ignore[attr-defined]
     loss.__doc__, loss.__name__, loss.__qualname__ = original.__doc__, original.__name__, original.__qualname__
     return loss
-
-
-def _route(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, grad: bool) -> None:
-    listeners = list(_listeners)
-    if listeners:
-        max(listeners, key=lambda w: w.forward_seq).on_loss(name, args, kwargs, result, grad)
 
 
 def _subscribe(watch: LossWatch) -> None:
@@ -142,6 +144,8 @@ def _subscribe(watch: LossWatch) -> None:
                     setattr(F, name, _wrap(name, original))
         if watch not in _listeners:
             _listeners.append(watch)
+        for listener in _listeners:
+            listener.track_forwards(len(_listeners) > 1)
 
 
 def _unsubscribe(watch: LossWatch) -> None:
@@ -150,6 +154,8 @@ def _unsubscribe(watch: LossWatch) -> None:
     with _lock:
         if watch in _listeners:
             _listeners.remove(watch)
+        for listener in _listeners:
+            listener.track_forwards(len(_listeners) > 1)
         if not _listeners:
             for name, original in _originals.items():
                 setattr(F, name, original)
@@ -184,8 +190,8 @@ class LossWatch:
         self.model = model
         self.current_step = current_step
         self.forward_seq = -1
-        self.forward_training = True
         self.explicit_val = False
+        self._forward_handle: Any = None
         self._counts: dict[str, int] = {}
         self._records: dict[tuple[str, str | None, str | None], LossCall] = {}
         self._queued: list[tuple[tuple[str, str | None, str | None], str, torch.Tensor, float]] = []
@@ -210,10 +216,21 @@ class LossWatch:
     def detach(self) -> None:
         """Stop listening; an evaluation pass in progress is closed (idempotent)."""
         _unsubscribe(self)
+        self.track_forwards(False)
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self.close_pass()
+
+    def track_forwards(self, on: bool) -> None:
+        """Note the model's forwards (a root pre-hook): needed to route loss calls when several sessions listen."""
+        if on and self._forward_handle is None:
+            self._forward_handle = self.model.register_forward_pre_hook(
+                lambda module, args: self.on_forward(module.training and torch.is_grad_enabled())
+            )
+        elif not on and self._forward_handle is not None:
+            self._forward_handle.remove()
+            self._forward_handle = None
 
     def _hook(self, name: str) -> Callable[..., None]:
         def remember(module: nn.Module, args: Any, output: Any) -> None:
@@ -228,26 +245,39 @@ class LossWatch:
         if training and self._pass:
             self.close_pass()
         self.forward_seq = next(_sequence)
-        self.forward_training = training
+
+    @property
+    def in_pass(self) -> bool:
+        """Whether an evaluation pass is in progress."""
+        return bool(self._pass)
 
     def on_backward(self) -> None:
-        """A training step's loss is being backpropagated: pass entries made with gradients were training losses."""
+        """A training step ends (``session.step``): pass entries made with gradients were training losses (a model
+        trained in eval mode); the rest of the pass is closed."""
         if self._pass:
             self._pass = [entry for entry in self._pass if not entry[2]]
+            self.close_pass()
 
     def on_loss(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, grad: bool) -> None:
         """A watched loss function returned ``result`` for ``args``; ``grad``: gradients were enabled for the call.
-        Called by the wrapper under ``no_grad``."""
+        Most calls (training, not inspected) only count."""
+        count = self._counts[name] = self._counts.get(name, 0) + 1
+        training = grad and self.model.training
+        if training and self._pass:
+            self.close_pass()
+        if training and count > INSPECT_FIRST and count % INSPECT_EVERY:
+            return  # the common case: a training call, not inspected
+        evaluating = not training and not self.explicit_val
+        inspect = (count <= INSPECT_FIRST or count % INSPECT_EVERY == 0) and name in INSPECTED
         x = args[0] if args else kwargs.get("input")
         target = args[1] if len(args) > 1 else kwargs.get("target")
         if not isinstance(x, torch.Tensor) or not isinstance(result, torch.Tensor):
             return
-        if not (self.forward_training and grad) and not self.explicit_val:
-            self._add_to_pass(name, x, target, result, kwargs.get("reduction", "mean"))
-        count = self._counts.get(name, 0) + 1
-        self._counts[name] = count
-        if name in INSPECTED and (count <= INSPECT_FIRST or count % INSPECT_EVERY == 0):
-            self._inspect(name, x, target)
+        with torch.no_grad():
+            if evaluating:
+                self._add_to_pass(name, x, target, result, kwargs.get("reduction", "mean"))
+            if inspect:
+                self._inspect(name, x, target)
 
     # ------------------------------------------------------------------------------------------ validation
     def _add_to_pass(self, name: str, x: torch.Tensor, target: Any, result: torch.Tensor, reduction: Any) -> None:

@@ -5,13 +5,16 @@
 
 - :class:`deepbasics.probe.LayerStats`: per-layer activation, gradient and update statistics every ``layer_every``
   steps, kept on the device and copied in batches;
-- one forward pre-hook on the model (the root module): the batch size of each training forward, and the start of
-  every forward for the loss calls (:class:`~deepbasics.doctor.losstap.LossWatch`);
+- one forward pre-hook on the model (the root module), armed on the first forward and then every ``layer_every``
+  steps only (a hook on the root costs every forward the slow path of ``Module.__call__``): the batch size of a
+  training forward, sampled;
 - :class:`~deepbasics.doctor.hygiene.Hygiene`: the gradient and optimizer-step bookkeeping of the practice codes,
   which also recognises the optimizer that steps this model when none was given;
+- the loss calls (:class:`~deepbasics.doctor.losstap.LossWatch`, when ``intercept_losses``): output activations
+  and the script's evaluation passes;
 - the loss of each ``step`` kept *as a tensor* (no host synchronisation) until :meth:`Recorder.flush`, which copies
   the pending losses with one ``tolist`` per device; validation losses given explicitly, or seen in the script's
-  evaluation passes (:mod:`.losstap`, when ``intercept_losses``).
+  evaluation passes.
 
 A recorder never changes training: its hooks read tensors under ``torch.no_grad()`` and draw no random numbers.
 """
@@ -68,7 +71,8 @@ class Recorder:
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._prior_layers: dict[str, dict[str, list[Any]]] = {}
         self._prior_steps = 0
-        self._handles: list[Any] = []
+        self._attached = False
+        self._sampler: Any = None  # the root pre-hook, while armed
 
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
@@ -81,16 +85,18 @@ class Recorder:
         if self.stats is not None:
             return
         self.stats = LayerStats(self.model, every=self.layer_every, optimizer=self.given_optimizer)
-        self._handles.append(self.model.register_forward_pre_hook(self.on_forward))
+        self._attached = True
+        self._arm_sampler()
         self.hygiene.attach()
         if self.losswatch is not None:
             self.losswatch.attach()
 
     def detach(self) -> None:
         """Remove every hook; the records stay (idempotent)."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self._attached = False
+        if self._sampler is not None:
+            self._sampler.remove()
+            self._sampler = None
         if self.stats is not None:
             self.stats.remove()
         self.hygiene.detach()
@@ -100,25 +106,36 @@ class Recorder:
     @property
     def attached(self) -> bool:
         """Whether the hooks are installed."""
-        return bool(self._handles)
+        return self._attached
 
     # ------------------------------------------------------------------------------------------ events
-    def on_forward(self, module: nn.Module, args: Any) -> None:
-        """Root forward pre-hook: the batch size of a training forward; the forward's mode for the loss calls."""
-        training = module.training and torch.is_grad_enabled()
-        if training:
-            x = args[0] if args else None
-            if isinstance(x, torch.Tensor) and x.dim() > 0:
-                self.batch_sizes[int(x.shape[0])] += 1
-        if self.losswatch is not None:
-            self.losswatch.on_forward(training)
+    def _arm_sampler(self) -> None:
+        if self._sampler is None and self._attached:
+            self._sampler = self.model.register_forward_pre_hook(self._sample_forward)
+
+    def _sample_forward(self, module: nn.Module, args: Any) -> None:
+        """The armed root pre-hook: record one training forward, then disarm until the next sample."""
+        if self.on_forward(module, args) and self._sampler is not None:
+            self._sampler.remove()  # safe inside the hook: Module.__call__ iterates over a copy of its hooks
+            self._sampler = None
+
+    def on_forward(self, module: nn.Module, args: Any) -> bool:
+        """A root forward begins: the batch size of a training forward (returns whether it was one)."""
+        if not (module.training and torch.is_grad_enabled()):
+            return False
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.dim() > 0:
+            self.batch_sizes[int(x.shape[0])] += 1
+        return True
 
     def record_loss(self, loss: torch.Tensor | float | None) -> int:
         """Count a step; keep ``loss`` (a scalar tensor, without a host sync, or a float). Returns the step index."""
         step = self.num_steps
         self.num_steps += 1
-        if self.losswatch is not None:
+        if self.losswatch is not None and self.losswatch.in_pass:
             self.losswatch.on_backward()
+        if self.num_steps % self.layer_every == 0:
+            self._arm_sampler()
         if loss is not None and step % self.every == 0:
             if isinstance(loss, torch.Tensor):
                 if loss.numel() != 1:

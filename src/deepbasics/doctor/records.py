@@ -63,8 +63,9 @@ class StepHygiene:
     """How one model's optimizer steps met its gradients (``missing_zero_grad``, ``eval_mode_training``).
 
     A *sentinel* parameter of the model (its smallest trainable tensor) is followed through every backward pass
-    and every step of the optimizer that holds it (:mod:`deepbasics.doctor.hygiene`). A step is *judged* when a
-    backward pass reached the sentinel since the previous step.
+    and every step of the optimizer that holds it (:mod:`deepbasics.doctor.hygiene`), in windows around the first
+    steps and every ``probe_every``-th. A step is *judged* when it ends such a window and a backward pass reached
+    the sentinel since the previous step.
 
     Attributes:
         optimizer: class name of the optimizer stepping the sentinel. sentinel: its parameter name.
@@ -99,7 +100,8 @@ class ParameterCoverage:
         with_grad: names of the parameters seen holding a gradient.
         not_updated: parameters with a gradient that no stepping optimizer holds and that never changed (neither
             their version counter nor a sample of their values) since the session attached.
-        backward_passes: backward passes that reached the model while it was in training mode.
+        backward_passes: how much the model was trained: its optimizer's steps in training mode, or -- without
+            one -- the backward passes seen reaching it in training mode.
         optimizers: per optimizer that stepped while attached: ``{"name", "steps", "params", "params_with_grad",
             "model_params"}`` (its parameter tensors, how many were seen with a gradient, how many are this
             model's).

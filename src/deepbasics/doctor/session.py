@@ -43,7 +43,7 @@ from .gathering import RankGather
 from .recording import Recorder
 from .records import RunTrace
 from .report import render_findings
-from .schedule import DEFAULT_CHECK_EVERY, Schedule, refresh
+from .schedule import CHECK_GROWTH, DEFAULT_CHECK_EVERY, Schedule, refresh
 from .tensorboard import ScalarExport, make_writer
 
 __all__ = ["DoctorSession", "findings_from_records", "watch"]
@@ -85,7 +85,7 @@ def _pairs(values: Iterable[Any]) -> list[tuple[int, float]]:
     for i, item in enumerate(values):
         step, value = item if isinstance(item, (tuple, list)) else (i, item)
         out.append((int(step), float(value.item() if hasattr(value, "item") else value)))
-    return out
+    return sorted(out, key=lambda p: p[0])
 
 
 class DoctorSession:
@@ -99,7 +99,8 @@ class DoctorSession:
         every: record the loss of every ``every``-th ``step()`` call (default 1: all).
         layer_every: record per-layer statistics every ``layer_every`` steps (default 20, LayerStats' default:
             the overhead target of 5% holds there).
-        check_every: run the cheap detectors every ``check_every`` steps (default 100) and at :meth:`finalize`.
+        check_every: run the cheap detectors every ``check_every`` steps (default 100), less often once the run is
+            long (:mod:`deepbasics.doctor.schedule`), and at :meth:`finalize`.
         expensive_every: run curvature / noise-scale checks every this many steps (default: only at the end).
         curvature, noise_scale: enable the expensive checks (need ``loss_fn`` and ``step(loss, batch=(x, y))``).
         tensorboard: a ``SummaryWriter``-like object (``add_scalar``) or a log directory; skipped with a warning
@@ -135,7 +136,7 @@ class DoctorSession:
                        "Pass e.g. torch.nn.CrossEntropyLoss().")  # fmt: skip
         self.every = check_int(every, "every", low=1)
         self.layer_every = check_int(layer_every, "layer_every", low=1)
-        self.schedule = Schedule(check_every, expensive_every)
+        self.schedule = Schedule(check_every, expensive_every, growth=0.0 if tensorboard is not None else CHECK_GROWTH)
         self.notes: list[str] = []
         self.recorder = Recorder(
             self.model, optimizer, every=self.every, layer_every=self.layer_every, intercept_losses=intercept_losses
@@ -166,7 +167,6 @@ class DoctorSession:
         lambda self: None if self.gather.ranks_reported is None else list(self.gather.ranks_reported),
         doc="On rank 0 of a distributed run after finalize: the ranks whose findings are merged in.",
     )
-    _handles = property(lambda self: self.recorder._handles)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
@@ -229,10 +229,10 @@ class DoctorSession:
             self.extras.batch = batch
         if val_loss is not None:
             self.recorder.record_val(val_loss, step)
-        steps = self.recorder.num_steps
-        if self.schedule.check_due(steps):
+        steps, schedule = step + 1, self.schedule
+        if steps >= schedule.next_check and schedule.check_due(steps):
             self.check()
-        if self.schedule.expensive_due(steps):
+        if schedule.expensive_every is not None and schedule.expensive_due(steps):
             self._run_extras()
 
     def log_val(self, val_loss: torch.Tensor | float, step: int | None = None) -> None:

@@ -28,7 +28,7 @@ from .. import thresholds as T
 from ..explain import make_finding
 from ..findings import Finding, Severity
 from ..records import RunTrace
-from ._stats import as_series, finite_prefix, median, window_length
+from ._stats import as_series, finite_prefix, median, pairs_series, window_length
 from .registry import detector
 
 __all__ = ["curvature_numbers", "ill_conditioned", "saddle_point"]
@@ -129,5 +129,6 @@ def _saddle_point(trace: RunTrace) -> list[Finding]:
         out += saddle_point(start, loss=start["loss"], grad_norm=start["grad_norm"], at="initialization")
     end = trace.curvature
     if end and "loss" in end and "grad_norm" in end:
-        out += saddle_point(end, loss=end["loss"], grad_norm=end["grad_norm"], losses=trace.losses or None)
+        losses = pairs_series(trace.losses) if trace.losses else None
+        out += saddle_point(end, loss=end["loss"], grad_norm=end["grad_norm"], losses=losses)
     return out  # both: one finding after the merge, with the end's evidence
