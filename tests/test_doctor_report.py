@@ -10,6 +10,7 @@ import pytest
 from deepbasics.doctor import CODES, FAQ_QUESTION, Finding, Report, Severity
 from deepbasics.doctor import thresholds as T
 from deepbasics.doctor.explain import EXPLANATIONS, FIXES, explain, fix_for, make_finding
+from deepbasics.doctor.records import RunTrace
 from deepbasics.doctor.report import render_findings
 
 
@@ -85,3 +86,12 @@ def test_every_threshold_is_documented_in_the_source():
         above = source.splitlines()[line - 1]
         assert above.startswith("#") or source.splitlines()[line - 2].startswith("#"), name
         assert isinstance(getattr(T, name), (int, float))
+
+
+def test_a_report_reads_back_as_the_records_a_watched_run_gives():
+    history = {"losses": [[0, 2.3], [1, 2.0]], "val_losses": [[1, 2.1]], "layers": {"0": {"step": [0]}}}
+    history.update(order=["0"], kinds={"0": "matrix"}, curvature=None, noise=None)  # as JSON gives it back
+    report = Report(history=history, meta={"batch_size": 16})
+    trace = report.trace()
+    assert trace.losses == [(0, 2.3), (1, 2.0)] and trace.val_losses == [(1, 2.1)] and trace.batch_size == 16
+    assert RunTrace.from_dict(trace.to_dict()) == trace

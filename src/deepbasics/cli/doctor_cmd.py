@@ -64,9 +64,10 @@ def _demo(name: str, out: Path | None, seed: int, console: Console) -> int:
     if out is not None:
         import json
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-        console.print(f"wrote {out}")
+        from deepbasics._files import atomic_write
+
+        text = json.dumps(result.to_dict(), indent=2, default=str) + "\n"
+        console.print(f"wrote {atomic_write(out, lambda f: f.write(text.encode('utf-8')))}")
     return 0 if result.success else 4
 
 

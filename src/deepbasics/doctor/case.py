@@ -7,7 +7,9 @@ way every time, so that every candidate fix is trained and measured alike:
 - :func:`train_case`: ``case.steps`` optimizer steps on a deep copy, seeded (same batches, same draws);
 - :func:`evaluate_case`: validation loss and accuracy of a trained model, in eval mode;
 - :func:`diagnose_case`: :func:`deepbasics.doctor.diagnose.diagnose` with the case's loss, data, optimizer factory
-  and budget.
+  and budget;
+- :func:`make_case`: a case from what a user has (a model, a loss, tensors, an optimizer), the task and the
+  architecture inferred when not given.
 
 Nothing here modifies the case it is given.
 """
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_int, fail
+from .._checks import check_choice, check_int, check_module, fail
 
 if TYPE_CHECKING:
     from .report import Report
@@ -35,6 +37,7 @@ __all__ = [
     "OptimizerFactory",
     "diagnose_case",
     "evaluate_case",
+    "make_case",
     "train_case",
 ]
 
@@ -188,3 +191,82 @@ def diagnose_case(case: Case, seed: int = 0, device: Any = None, curvature: bool
         curvature=curvature,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def make_case(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    train_data: object,
+    val_data: object = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    make_optimizer: OptimizerFactory | None = None,
+    steps: int = 200,
+    batch_size: int | None = 32,
+    task: str | None = None,
+    architecture: str | None = None,
+) -> Case:
+    """A :class:`Case` from a user's training setup (the arguments of :func:`deepbasics.doctor.repair`).
+
+    ``optimizer`` is rebuilt from its class and first group's hyperparameters for every copy (or pass
+    ``make_optimizer``; neither: ``Adam(lr=1e-3)``); ``task`` defaults to "classification" for integer targets,
+    "binary" for float targets with a BCE loss, else "regression"; ``architecture`` to "lstm" (recurrent layers),
+    "cnn" (Conv2d), "residual" (deepbasics' ResidualBlock), else "mlp".
+    """
+    check_module(model)
+    if not callable(loss_fn):
+        raise fail(TypeError, "loss_fn", "a callable", type(loss_fn).__name__, "Pass e.g. nn.CrossEntropyLoss().")
+    train = _as_pair(train_data, "train_data")
+    val = None if val_data is None else _as_pair(val_data, "val_data")
+    if optimizer is not None and make_optimizer is not None:
+        raise fail(ValueError, "optimizer/make_optimizer", "at most one of them", "both", "Pass only one.")
+    if make_optimizer is None:
+        make_optimizer = (
+            _optimizer_factory(optimizer) if optimizer is not None else (lambda p: torch.optim.Adam(p, lr=1e-3))
+        )
+    task = _infer_task(loss_fn, train[1]) if task is None else check_choice(task, "task", TASKS)
+    architecture = _infer_architecture(model) if architecture is None else architecture
+    check_choice(architecture, "architecture", ARCHITECTURES)
+    threshold = 0.0 if isinstance(loss_fn, nn.BCEWithLogitsLoss) else 0.5  # logits vs probabilities
+    steps = check_int(steps, "steps", low=1)
+    return Case(model, loss_fn, train, val, make_optimizer, batch_size, steps, architecture, task, threshold)
+
+
+def _infer_architecture(model: nn.Module) -> str:
+    from ..nn import ResidualBlock
+
+    kinds = list(model.modules())
+    if any(hasattr(m, "weight_hh") or isinstance(m, nn.RNNBase) for m in kinds):
+        return "lstm"
+    if any(isinstance(m, nn.Conv2d) for m in kinds):
+        return "cnn"
+    if any(isinstance(m, ResidualBlock) for m in kinds):
+        return "residual"
+    return "mlp"
+
+
+def _infer_task(loss_fn: object, targets: torch.Tensor) -> str:
+    if not targets.is_floating_point():
+        return "classification"
+    if isinstance(loss_fn, nn.BCELoss | nn.BCEWithLogitsLoss):
+        return "binary"
+    return "regression"
+
+
+def _as_pair(data: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        return data[0], data[1]
+    tensors = getattr(data, "tensors", None)
+    if isinstance(tensors, tuple) and len(tensors) == 2:
+        return tensors
+    raise fail(TypeError, name, "an (inputs, targets) pair of tensors or a TensorDataset", type(data).__name__,
+               "repair retrains copies, so it needs the data as tensors: pass (x, y).")  # fmt: skip
+
+
+def _optimizer_factory(optimizer: torch.optim.Optimizer) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise fail(TypeError, "optimizer", "a torch.optim.Optimizer", type(optimizer).__name__,
+                   "Pass the optimizer you train with, or make_optimizer=lambda params: ...")  # fmt: skip
+    cls = type(optimizer)
+    hyper = {k: v for k, v in optimizer.param_groups[0].items() if k in optimizer.defaults}
+    return lambda params: cls(params, **copy.deepcopy(hyper))

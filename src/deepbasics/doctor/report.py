@@ -18,6 +18,7 @@ from typing import Any
 
 from .codes import PRACTICE
 from .findings import Finding, Severity
+from .records import RunTrace
 
 __all__ = ["Report", "render_findings"]
 
@@ -85,6 +86,21 @@ class Report:
     history: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def trace(self) -> RunTrace:
+        """The probe run's records as a :class:`~deepbasics.doctor.records.RunTrace`, the same records a watched
+        run gives (losses, validation losses, per-layer statistics, curvature, noise scale)."""
+        h = self.history
+        return RunTrace(
+            losses=[(int(s), float(v)) for s, v in h.get("losses") or []],
+            val_losses=[(int(s), float(v)) for s, v in h.get("val_losses") or []],
+            layers=dict(h.get("layers") or {}),
+            order=list(h.get("order") or []),
+            kinds=dict(h.get("kinds") or {}),
+            batch_size=self.meta.get("batch_size"),
+            curvature=h.get("curvature"),
+            noise=h.get("noise"),
+        )
 
     def codes(self) -> set[str]:
         """The set of finding codes."""
