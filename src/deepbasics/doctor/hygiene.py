@@ -27,15 +27,16 @@ The gradient is followed in *windows* only, each from the end of one step to the
 **Mode**: at each step of that optimizer, ``model.training`` is read; a model with Dropout or normalization layers
 (whose behaviour differs between modes) that steps in eval mode has an *eval step*.
 
-**Coverage**: on the first steps and every ``probe_every``-th step (any optimizer) the model's trainable tensors that
-hold a gradient are noted, with the tensors each stepping optimizer holds; at :meth:`Hygiene.records`, a tensor with
-a gradient that no stepping optimizer holds and whose version counter and a 16-value sample are unchanged since
-attach was never updated. Manual SGD (``p -= lr * p.grad`` under ``no_grad``) changes the version counter, so it
-counts as updated without any optimizer object.
+**Coverage**: at the first step, every ``COVERAGE_EVERY``-th step (any optimizer) and every check, the model's
+trainable tensors that hold a gradient are noted, with the tensors each stepping optimizer holds; at
+:meth:`Hygiene.records`, a tensor with a gradient that no stepping optimizer holds and whose version counter and a
+16-value sample are unchanged since attach was never updated. Manual SGD (``p -= lr * p.grad`` under ``no_grad``)
+changes the version counter, so it counts as updated without any optimizer object.
 
-Cost per training step: two Python calls per optimizer step (the global step hooks), one more per backward pass
-inside a window (the sentinel's hook); the coverage probe is O(parameters) on probe steps only. Hooks read
-``.grad``, version counters and (at checks) small samples; they never write a tensor or draw a random number.
+Cost per training step: one Python call per optimizer step (a global step pre-hook); around windows, one more at
+the step's end and one per backward pass (the sentinel's hook); the coverage probe is O(parameters) on probe steps
+only. Hooks read ``.grad``, version counters and (at checks) small samples; they never write a tensor or draw a
+random number.
 """
 
 from __future__ import annotations
@@ -48,18 +49,20 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from .records import ParameterCoverage, StepHygiene
 
 __all__ = ["Hygiene", "mode_layers"]
 
-#: Coverage is probed on this many first optimizer steps, then every ``probe_every``-th.
-PROBE_FIRST = 3
+#: Coverage is probed at the first optimizer step, every COVERAGE_EVERY-th and at every check (a parameter that
+#: receives gradients receives them on most steps, so a sparse sample sees it; O(parameters) per probe).
+PROBE_FIRST = 1
+COVERAGE_EVERY = 100
 #: The sentinel's gradient is followed (a post-accumulate-grad hook: ~10 us per backward pass on a CPU) only in
 #: windows that end at the first JUDGE_FIRST optimizer steps and at every ``probe_every``-th: enough steps for the
 #: verdicts (PRACTICE_MIN_STEPS of them), at a fraction of the cost of following every step.
-JUDGE_FIRST = 5
+JUDGE_FIRST = 4
 #: Values compared (with the version counter) to tell whether a parameter changed.
 SAMPLE_SIZE = 16
 #: The sentinel is re-chosen (among tensors that hold a gradient) at most on this many first steps.
@@ -129,6 +132,8 @@ class Hygiene:
         self._start: dict[int, tuple[int, torch.Tensor]] = {}  # id(param) -> (version, sample) at first sight
         self._with_grad: dict[int, str] = {}
         self._handles: list[Any] = []
+        self._post_handle: Any = None  # the sentinel optimizer's step post-hook, around windows only
+        self._fast: _Optimizer | None = None  # the sentinel's optimizer, for the step pre-hook's fast path
         self._sentinel_handle: Any = None  # the post-accumulate hook, while a window is open
         self._sentinel: nn.Parameter | None = None
         self._sentinel_steps = 0
@@ -147,10 +152,7 @@ class Hygiene:
     def attach(self) -> Hygiene:
         """Install the hooks (idempotent); the first window opens for the first step."""
         if not self._handles and self.failed is None:
-            self._handles = [
-                register_optimizer_step_pre_hook(self._on_step_pre),
-                register_optimizer_step_post_hook(self._on_step_post),
-            ]
+            self._handles = [register_optimizer_step_pre_hook(self._on_step_pre)]
             self._open_window()
         return self
 
@@ -159,6 +161,9 @@ class Hygiene:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if self._post_handle is not None:
+            self._post_handle.remove()
+            self._post_handle = None
         self._close_window()
 
     # ------------------------------------------------------------------------------------------ sentinel
@@ -201,6 +206,7 @@ class Hygiene:
                 self._sentinel, self._hygiene.sentinel = param, name
                 for state in self._optimizers.values():
                     state.groups = -1  # re-read which optimizer holds it
+                self._fast = None
                 if window:
                     self._open_window()
 
@@ -240,29 +246,61 @@ class Hygiene:
                 self.optimizer = optimizer
         return state
 
-    @_guarded
     def _on_step_pre(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Global step pre-hook. Most steps take the fast path: the sentinel's optimizer again, no probe, no window
+        now or at the next step -- only the counters move."""
+        fast = self._fast
+        if fast is not None and fast.ref() is optimizer and self.failed is None:
+            g, s = self._global_steps + 1, self._sentinel_steps
+            if (
+                g > max(PROBE_FIRST, REPICK_STEPS)
+                and g % COVERAGE_EVERY
+                and self._sentinel_handle is None
+                and self._post_handle is None
+                and not self.judged(s + 1)
+                and fast.groups == len(optimizer.param_groups)
+            ):
+                fast.steps += 1
+                self._global_steps, self._sentinel_steps = g, s + 1
+                self._count_mode(s)
+                return
+        self._step_pre(optimizer)
+
+    def _count_mode(self, step: int) -> None:
+        """Training or eval mode at this step of the sentinel's optimizer."""
+        if self.model.training:
+            self._train_steps += 1
+            if self._mode_layers:
+                self._hygiene.train_steps += 1
+        elif self._mode_layers:
+            self._hygiene.eval_steps += 1
+            if self._hygiene.first_eval_step is None:
+                self._hygiene.first_eval_step = step
+
+    @_guarded
+    def _step_pre(self, optimizer: torch.optim.Optimizer) -> None:
         state = self._state(optimizer)
         state.steps += 1
         self._global_steps += 1
-        if self._global_steps <= PROBE_FIRST or self._global_steps % self.probe_every == 0:
+        if self._global_steps <= PROBE_FIRST or self._global_steps % COVERAGE_EVERY == 0:
             self._probe()
         if not self._seen_accumulation and self._global_steps <= REPICK_STEPS:
             self._repick()
             state = self._state(optimizer)
         if not state.holds_sentinel:
             return
+        self._fast = state
         step = self._sentinel_steps
         self._sentinel_steps += 1
-        if self.model.training:
-            self._train_steps += 1
-        if self._mode_layers:
-            if self.model.training:
-                self._hygiene.train_steps += 1
-            else:
-                self._hygiene.eval_steps += 1
-                if self._hygiene.first_eval_step is None:
-                    self._hygiene.first_eval_step = step
+        self._count_mode(step)
+        # the step's end matters only around windows: there, this optimizer gets a post-hook (registered and
+        # removed here, never inside the post-hooks' own loop)
+        if self._sentinel_handle is not None or self.judged(step + 1):
+            if self._post_handle is None:
+                self._post_handle = optimizer.register_step_post_hook(self._on_step_post)
+        elif self._post_handle is not None:
+            self._post_handle.remove()
+            self._post_handle = None
         if self._sentinel_handle is None:
             return  # outside a window
         if self._acc == 0:

@@ -35,6 +35,7 @@ callbacks) replace the tapped ones.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import threading
@@ -67,7 +68,7 @@ LOSSES: tuple[str, ...] = (
 )
 #: The losses whose inputs are inspected for a mismatched output activation.
 INSPECTED: tuple[str, ...] = ("cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "mse_loss")
-INSPECT_FIRST = 3
+INSPECT_FIRST = 2
 INSPECT_EVERY = 200
 #: Rows (or values, for element-wise losses) read per inspection: enough for the evidence, bounded cost.
 INSPECT_ROWS = 256
@@ -122,7 +123,10 @@ def _wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         try:
             listeners = _listeners
             watch = listeners[0] if len(listeners) == 1 else max(listeners, key=lambda w: w.forward_seq)
-            watch.on_loss(name, args, kwargs, result, grad)
+            counts = watch.counts
+            count = counts[name] = counts.get(name, 0) + 1
+            if not (grad and count > INSPECT_FIRST and count % INSPECT_EVERY and watch.quiet()):
+                watch.on_loss(name, args, kwargs, result, grad, count)
         except Exception:  # the doctor never disturbs the user's run; the call is simply not recorded
             pass
         return result
@@ -192,7 +196,7 @@ class LossWatch:
         self.forward_seq = -1
         self.explicit_val = False
         self._forward_handle: Any = None
-        self._counts: dict[str, int] = {}
+        self.counts: dict[str, int] = {}  # calls per loss function
         self._records: dict[tuple[str, str | None, str | None], LossCall] = {}
         self._queued: list[tuple[tuple[str, str | None, str | None], str, torch.Tensor, float]] = []
         self._pass: list[tuple[torch.Tensor, float, bool]] = []  # (mean loss, weight, made with grad)
@@ -235,7 +239,8 @@ class LossWatch:
     def _hook(self, name: str) -> Callable[..., None]:
         def remember(module: nn.Module, args: Any, output: Any) -> None:
             if isinstance(output, torch.Tensor):
-                self._outputs[name] = (weakref.ref(output), output.grad_fn)
+                with contextlib.suppress(TypeError):  # a tensor type without weak references: the module is not named
+                    self._outputs[name] = (weakref.ref(output), output.grad_fn)
 
         return remember
 
@@ -258,10 +263,16 @@ class LossWatch:
             self._pass = [entry for entry in self._pass if not entry[2]]
             self.close_pass()
 
-    def on_loss(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, grad: bool) -> None:
+    def quiet(self) -> bool:
+        """The model is training and no evaluation pass is open: a loss call only counts."""
+        return self.model.training and not self._pass
+
+    def on_loss(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, grad: bool, count: int
+    ) -> None:
         """A watched loss function returned ``result`` for ``args``; ``grad``: gradients were enabled for the call.
-        Most calls (training, not inspected) only count."""
-        count = self._counts[name] = self._counts.get(name, 0) + 1
+        ``count``: the calls of this loss so far (the wrapper counts them, and skips this method for the common
+        case: a training call, not inspected, no evaluation pass open -- :meth:`quiet`)."""
         training = grad and self.model.training
         if training and self._pass:
             self.close_pass()

@@ -332,7 +332,11 @@ def run_script(
     seconds = time.perf_counter() - started
     models = list(watcher.models.values())
     for m in models:
-        m.findings = m.session.finalize()
+        try:
+            m.findings = m.session.finalize()
+        except Exception as error:  # the doctor's own failure must not hide the script's outcome
+            m.findings = []
+            m.session.notes.append(f"the doctor could not judge this model: {type(error).__name__}: {error}")
     if status == "ok" and any(f.severity == Severity.ERROR for m in models for f in m.findings):
         status = "error_findings"
     if status != "script_error" or exit_code == 0:
