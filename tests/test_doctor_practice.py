@@ -200,6 +200,22 @@ def loop_lbfgs(model, opt):
         yield opt.step(closure)
 
 
+def loop_closure_then_clear(model, opt):
+    """As Lightning's automatic optimization: the closure computes the gradients inside step(), and they are
+    cleared before the next step begins: at every step start the gradients are None."""
+    for x, y in batches():
+
+        def closure(x=x, y=y):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            return loss
+
+        loss = opt.step(closure)
+        opt.zero_grad(set_to_none=True)
+        yield loss
+
+
 def loop_manual_sgd(model, opt):
     for x, y in batches():
         loss = F.cross_entropy(model(x), y)
@@ -258,6 +274,7 @@ LOOPS = [
     ("clipping every step, zero_grad(set_to_none=False)", loop_clip(True), {}, "sgd", set()),
     ("clipping every step, zero_grad missing", loop_clip(False), {}, "sgd", {"missing_zero_grad"}),
     ("LBFGS closure: several forwards per step", loop_lbfgs, {}, "lbfgs", set()),
+    ("closure, gradients cleared after every step", loop_closure_then_clear, {}, "sgd", set()),
     ("manual SGD, no optimizer object", loop_manual_sgd, {}, None, set()),
     ("optimizer.step() forgotten", loop_forgot_step, {}, "sgd", {"parameters_not_updated"}),
     ("trained in eval mode (dropout)", loop_eval_mode, {"dropout": 0.3}, "sgd", {"eval_mode_training"}),

@@ -104,6 +104,27 @@ for step in range(300):
 """
 
 
+GAN = """
+gen = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+disc = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+opt_g = torch.optim.Adam(gen.parameters(), lr=1e-3, betas=(0.5, 0.999))
+opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3, betas=(0.5, 0.999))
+bce = nn.BCEWithLogitsLoss()
+real_data = torch.randn(2048, 2, generator=g) * 0.5 + torch.tensor([2.0, -1.0])
+for step in range(150):
+    real = real_data[(step * 64) % 2048:(step * 64) % 2048 + 64]
+    fake = gen(torch.randn(64, 4))
+    opt_d.zero_grad()
+    d_loss = bce(disc(real), torch.ones(64, 1)) + bce(disc(fake.detach()), torch.zeros(64, 1))
+    d_loss.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    g_loss = bce(disc(fake), torch.ones(64, 1))
+    g_loss.backward()
+    opt_g.step()
+"""
+
+
 def run(tmp_path, body: str):
     path = tmp_path / "train.py"
     path.write_text(textwrap.dedent(PRELUDE + body), encoding="utf-8")
@@ -119,6 +140,15 @@ def test_a_healthy_script_with_dropout_and_validation_passes_is_quiet(tmp_path):
     assert result.status == "ok" and serious(result) == set(), [str(f) for f in result.findings]
     session = result.models[0].session
     assert len(session.trace().val_losses) == 6  # one per evaluation pass of 4 batches
+
+
+def test_a_gan_with_two_models_and_two_optimizers_is_judged_without_practice_findings(tmp_path):
+    result = run(tmp_path, GAN)
+    assert result.status == "ok" and len(result.models) == 2
+    practice = {"missing_zero_grad", "parameters_not_updated", "eval_mode_training"}
+    assert not practice & {f.code for f in result.findings}, [str(f) for f in result.findings]
+    judged = [m.session.trace().hygiene.judged for m in result.models]
+    assert all(j >= 4 for j in judged)  # both models' optimizers were followed
 
 
 @pytest.mark.parametrize(

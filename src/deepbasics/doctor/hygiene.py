@@ -27,8 +27,9 @@ The gradient is followed in *windows* only, each from the end of one step to the
 **Mode**: at each step of that optimizer, ``model.training`` is read; a model with Dropout or normalization layers
 (whose behaviour differs between modes) that steps in eval mode has an *eval step*.
 
-**Coverage**: at the first step, every ``COVERAGE_EVERY``-th step (any optimizer) and every check, the model's
-trainable tensors that hold a gradient are noted, with the tensors each stepping optimizer holds; at
+**Coverage**: at the first step, every ``COVERAGE_EVERY``-th step (any optimizer; at the end of the step when it
+evaluates a closure, as LBFGS and Lightning's automatic optimization do) and every check, the model's trainable
+tensors that hold a gradient are noted, with the tensors each stepping optimizer holds; at
 :meth:`Hygiene.records`, a tensor with a gradient that no stepping optimizer holds and whose version counter and a
 16-value sample are unchanged since attach was never updated. Manual SGD (``p -= lr * p.grad`` under ``no_grad``)
 changes the version counter, so it counts as updated without any optimizer object.
@@ -113,6 +114,8 @@ class _Optimizer:
     holds_sentinel: bool = False
     params: list[int] = field(default_factory=list)
     with_grad: set[int] = field(default_factory=set)
+    post_handle: Any = None  # its step post-hook, only while the end of its steps matters
+    probe_after: bool = False  # a coverage probe is due when this step ends (the step evaluates a closure)
 
 
 class Hygiene:
@@ -132,7 +135,6 @@ class Hygiene:
         self._start: dict[int, tuple[int, torch.Tensor]] = {}  # id(param) -> (version, sample) at first sight
         self._with_grad: dict[int, str] = {}
         self._handles: list[Any] = []
-        self._post_handle: Any = None  # the sentinel optimizer's step post-hook, around windows only
         self._fast: _Optimizer | None = None  # the sentinel's optimizer, for the step pre-hook's fast path
         self._sentinel_handle: Any = None  # the post-accumulate hook, while a window is open
         self._sentinel: nn.Parameter | None = None
@@ -161,9 +163,10 @@ class Hygiene:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        if self._post_handle is not None:
-            self._post_handle.remove()
-            self._post_handle = None
+        for state in self._optimizers.values():
+            if state.post_handle is not None:
+                state.post_handle.remove()
+                state.post_handle = None
         self._close_window()
 
     # ------------------------------------------------------------------------------------------ sentinel
@@ -256,7 +259,7 @@ class Hygiene:
                 g > max(PROBE_FIRST, REPICK_STEPS)
                 and g % COVERAGE_EVERY
                 and self._sentinel_handle is None
-                and self._post_handle is None
+                and fast.post_handle is None
                 and not self.judged(s + 1)
                 and fast.groups == len(optimizer.param_groups)
             ):
@@ -264,7 +267,8 @@ class Hygiene:
                 self._global_steps, self._sentinel_steps = g, s + 1
                 self._count_mode(s)
                 return
-        self._step_pre(optimizer)
+        closure = any(callable(a) for a in args[1:]) or callable(kwargs.get("closure"))  # args[0] is the optimizer
+        self._step_pre(optimizer, closure)
 
     def _count_mode(self, step: int) -> None:
         """Training or eval mode at this step of the sentinel's optimizer."""
@@ -278,31 +282,34 @@ class Hygiene:
                 self._hygiene.first_eval_step = step
 
     @_guarded
-    def _step_pre(self, optimizer: torch.optim.Optimizer) -> None:
+    def _step_pre(self, optimizer: torch.optim.Optimizer, closure: bool) -> None:
         state = self._state(optimizer)
         state.steps += 1
         self._global_steps += 1
         if self._global_steps <= PROBE_FIRST or self._global_steps % COVERAGE_EVERY == 0:
-            self._probe()
+            if closure:
+                state.probe_after = True  # the closure computes the gradients inside the step: look at its end
+            else:
+                self._probe()
         if not self._seen_accumulation and self._global_steps <= REPICK_STEPS:
             self._repick()
             state = self._state(optimizer)
-        if not state.holds_sentinel:
-            return
-        self._fast = state
+        need_post = state.probe_after
         step = self._sentinel_steps
-        self._sentinel_steps += 1
-        self._count_mode(step)
-        # the step's end matters only around windows: there, this optimizer gets a post-hook (registered and
-        # removed here, never inside the post-hooks' own loop)
-        if self._sentinel_handle is not None or self.judged(step + 1):
-            if self._post_handle is None:
-                self._post_handle = optimizer.register_step_post_hook(self._on_step_post)
-        elif self._post_handle is not None:
-            self._post_handle.remove()
-            self._post_handle = None
-        if self._sentinel_handle is None:
-            return  # outside a window
+        if state.holds_sentinel:
+            self._fast = state
+            self._sentinel_steps += 1
+            self._count_mode(step)
+            need_post = need_post or self._sentinel_handle is not None or self.judged(step + 1)
+        # the end of a step matters only around windows and for deferred probes: then this optimizer gets a
+        # post-hook (registered and removed here, never inside the post-hooks' own loop)
+        if need_post and state.post_handle is None:
+            state.post_handle = optimizer.register_step_post_hook(self._on_step_post)
+        elif not need_post and state.post_handle is not None:
+            state.post_handle.remove()
+            state.post_handle = None
+        if not state.holds_sentinel or self._sentinel_handle is None:
+            return  # not the sentinel's optimizer, or outside a window
         if self._acc == 0:
             self._deferred = True  # judged when the step ends (a closure may run backward inside it)
             return
@@ -311,7 +318,12 @@ class Hygiene:
     @_guarded
     def _on_step_post(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         state = self._optimizers.get(id(optimizer))
-        if state is None or not state.holds_sentinel or self._sentinel is None:
+        if state is None:
+            return
+        if state.probe_after:
+            state.probe_after = False
+            self._probe()
+        if not state.holds_sentinel or self._sentinel is None:
             return
         if self._sentinel_handle is not None and self._deferred and self._acc > 0:
             self._judge(self._sentinel_steps - 1, optimizer)

@@ -208,7 +208,10 @@ class _Watcher:
             watched = self.models.get(id(module))
             if watched is None and any(p.requires_grad for p in module.parameters()):
                 watched = self._attach(module)
-                watched.session.recorder.on_forward(module, args)  # its own hook starts with the next forward
+                # its own hooks start with the next forward: note this one (batch size; loss-call routing)
+                watched.session.recorder.on_forward(module, args)
+                if watched.session.recorder.losswatch is not None:
+                    watched.session.recorder.losswatch.on_forward(module.training)
             if watched is not None:
                 self.last_root = watched
         self.depth += 1
