@@ -10,10 +10,14 @@ Method: one model and optimizer; blocks of ``--steps`` steps alternate between p
 attached before the block -- ``session.step(loss)`` called every step -- and detached after it, with its final
 detector run timed separately), the order swapped every repeat. Reported: the median over repeats of the
 per-pair ratio watched / plain, wall clock and process CPU time, and the milliseconds of ``finalize()`` (the one
-host copy plus every detector). Target with the defaults (loss every step, layer statistics every 10 steps,
+host copy plus every detector). Target with the defaults (loss every step, layer statistics every 20 steps,
 detectors every 100): ratio <= 1.05.
 
-Run: ``python benchmarks/doctor_overhead.py [--repeats 15] [--steps 100] [--threads 1] [--device cpu]``.
+``--long N`` adds whole runs of N steps (one session kept for the run, as a real script has): a check reads the
+whole recorded trace, so this is where a check whose cost grows with the run shows up. Each of plain and watched
+runs twice, alternating; reported: watched / plain CPU time.
+
+Run: ``python benchmarks/doctor_overhead.py [--repeats 15] [--steps 100] [--threads 1] [--device cpu] [--long 3000]``.
 """
 
 from __future__ import annotations
@@ -75,12 +79,42 @@ def measure(name: str, model: nn.Module, settings: dict, args: argparse.Namespac
     }
 
 
+def measure_long(name: str, build: object, steps: int, device: torch.device) -> dict:
+    """Whole runs of ``steps`` steps, plain and watched (one session per run), twice each, alternating."""
+    x, y = digits(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for watched in (False, True, True, False):
+        torch.manual_seed(0)
+        model = build().to(device)  # type: ignore[operator]
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        session = watch(model, opt).attach() if watched else None
+        sync()
+        start = time.process_time()
+        for i in range(steps):
+            j = (i % (x.shape[0] // 64)) * 64
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x[j : j + 64]), y[j : j + 64])
+            loss.backward()
+            opt.step()
+            if session is not None:
+                session.step(loss)
+        if session is not None:
+            session.detach()
+            session.finalize()
+        sync()
+        times[watched].append(time.process_time() - start)
+    ratio = statistics.median(times[True]) / statistics.median(times[False])
+    return {"model": name, "steps": steps, "cpu_ratio": ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="interleaved blocks per configuration")
     parser.add_argument("--steps", type=int, default=100, help="training steps per block")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: least noise)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--long", type=int, default=0, help="also time whole runs of this many steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -98,6 +132,10 @@ def main() -> None:
             f"{r['model']:<26} {r['settings']:<14} {r['plain_us']:>14.1f} {r['watched_us']:>16.1f} "
             f"{r['ratio']:>7.3f} {r['cpu_ratio']:>9.3f} {r['finalize_ms']:>12.2f}"
         )
+    if args.long:
+        for name, build in (("digits MLP 64-256-256-10", mlp), ("digits CNN 16-32 conv", cnn)):
+            r = measure_long(name, build, args.long, device)
+            print(f"whole run of {r['steps']} steps, {r['model']}: watched / plain CPU time {r['cpu_ratio']:.3f}")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,12 @@ from collections import defaultdict
 import torch
 
 from deepbasics.doctor import zoo
-from deepbasics.doctor.findings import CODES, Severity
+from deepbasics.doctor.codes import TABLE
+from deepbasics.doctor.findings import Severity
 from deepbasics.doctor.repairing import diagnose_case, repair_case
 
+#: The codes diagnose can find (the code table's seen_by); the practice codes need the user's own loop.
+CODES = tuple(row.code for row in TABLE if "diagnose" in row.seen_by)
 ABBREV = {code: "".join(part[0] for part in code.split("_")) for code in CODES}
 
 

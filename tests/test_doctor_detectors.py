@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from deepbasics.doctor import thresholds as T
 from deepbasics.doctor.detectors import (
+    DETECTORS,
     RunTrace,
     activation_depth,
     bad_init_scale,
@@ -34,6 +35,7 @@ from deepbasics.doctor.detectors import (
     saddle_point,
     saturated_activation,
     slow_convergence,
+    static_codes,
     unnormalized_inputs,
     vanishing_gradient,
 )
@@ -396,16 +398,11 @@ def test_activation_depth():
     assert activation_depth(collapsing[:2]) == []
 
 
-def test_every_code_has_a_detector_in_this_suite():
-    # each detector above emits only codes of the closed vocabulary (Finding validates it) and together they
-    # cover all of it
-    emitted = {
-        "nonfinite", "diverging_loss", "oscillating_loss", "slow_convergence", "overfitting", "vanishing_gradient",
-        "exploding_gradient", "dead_relu", "saturated_activation", "ill_conditioned", "saddle_point",
-        "batchnorm_small_batch", "batch_size_advice", "loss_activation_mismatch", "naive_softmax",
-        "unnormalized_inputs", "bad_init_scale",
-    }  # fmt: skip
-    assert emitted == set(CODES)
+def test_every_code_has_a_registered_detector_and_every_detector_declares_table_codes():
+    registered = {code for d in DETECTORS for code in d.codes}
+    assert registered == set(CODES)
+    assert len({d.name for d in DETECTORS}) == len(DETECTORS)
+    assert static_codes() <= set(CODES)
 
 
 def test_run_trace_round_trip_and_unknown_keys():

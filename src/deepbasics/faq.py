@@ -7,7 +7,8 @@ coverage columns that each issue extends:
 
 - ``modules``: the deepbasics modules that implement the answer;
 - ``lab``: the claim IDs that have a lab experiment (``deepbasics.lab``);
-- ``doctor``: the doctor finding codes that detect the pathology in a user's run.
+- ``doctor``: the doctor finding codes that detect the pathology in a user's run, derived from the doctor's
+  code table (:data:`deepbasics.doctor.codes.TABLE`, column ``faq``), never listed here by hand.
 
 ``tests/test_faq.py`` checks that every module imports, every lab ID is registered and every doctor code
 is in the doctor's closed vocabulary, so the table cannot point at something that does not exist.
@@ -29,9 +30,15 @@ class Question:
     claims: Mapping[str, str]
     modules: tuple[str, ...] = ()
     lab: tuple[str, ...] = ()
-    doctor: tuple[str, ...] = ()
     beyond_faq: bool = False
     notes: str = field(default="", compare=False)
+
+    @property
+    def doctor(self) -> tuple[str, ...]:
+        """The doctor codes whose reasoning is this question's, read from the doctor's code table."""
+        from .doctor.codes import codes_for_question  # lazy: reading the FAQ table does not load the doctor
+
+        return codes_for_question(self.id)
 
 
 def _q(id: str, title: str, claims: dict[str, str], **coverage: object) -> Question:
@@ -54,7 +61,6 @@ QUESTIONS: tuple[Question, ...] = (
         },
         modules=("deepbasics.init", "deepbasics.doctor"),
         lab=("Q1.a", "Q1.b", "Q1.c", "Q1.d", "Q1.e", "Q1.f"),
-        doctor=("bad_init_scale",),
     ),
     _q(
         "Q2",
@@ -86,7 +92,6 @@ QUESTIONS: tuple[Question, ...] = (
             "deepbasics.autodiff",
         ),
         lab=("Q3.1.a", "Q3.1.b", "Q3.1.c", "Q3.1.d"),
-        doctor=("ill_conditioned", "unnormalized_inputs", "slow_convergence", "oscillating_loss"),
     ),
     _q(
         "Q3.2",
@@ -99,7 +104,6 @@ QUESTIONS: tuple[Question, ...] = (
         },
         modules=("deepbasics.optim", "deepbasics.curvature", "deepbasics.doctor", "deepbasics.autodiff"),
         lab=("Q3.2.a", "Q3.2.b", "Q3.2.c"),
-        doctor=("saddle_point",),
     ),
     _q(
         "Q3.3",
@@ -126,7 +130,6 @@ QUESTIONS: tuple[Question, ...] = (
             "deepbasics.doctor",
         ),
         lab=("Q3.3.a", "Q3.3.b", "Q3.3.c", "Q3.3.d", "Q3.3.e", "Q3.3.f", "Q3.3.g", "Q3.3.h", "Q3.3.i", "Q3.3.j"),
-        doctor=("vanishing_gradient", "exploding_gradient", "saturated_activation"),
     ),
     _q(
         "Q4",
@@ -148,7 +151,6 @@ QUESTIONS: tuple[Question, ...] = (
         },
         modules=("deepbasics.losses", "deepbasics.doctor"),
         lab=("Q5.a",),
-        doctor=("loss_activation_mismatch",),
     ),
     _q(
         "Q6",
@@ -182,7 +184,6 @@ QUESTIONS: tuple[Question, ...] = (
         },
         modules=("deepbasics.numerics", "deepbasics.nonfinite", "deepbasics.doctor"),
         lab=("Q8.a", "Q8.b"),
-        doctor=("nonfinite", "naive_softmax"),
     ),
     _q(
         "Q9",
@@ -204,7 +205,6 @@ QUESTIONS: tuple[Question, ...] = (
         },
         modules=("deepbasics.nn", "deepbasics.train", "deepbasics.data", "deepbasics.doctor"),
         lab=("Q10.a",),
-        doctor=("overfitting",),
     ),
     _q(
         "Q11",
@@ -218,7 +218,6 @@ QUESTIONS: tuple[Question, ...] = (
         modules=("deepbasics.autodiff", "deepbasics.curvature", "deepbasics.doctor"),
         lab=("Q11.a", "Q11.b", "Q11.c"),
         beyond_faq=True,
-        doctor=("diverging_loss",),
     ),
     _q(
         "Q12",
@@ -240,7 +239,6 @@ QUESTIONS: tuple[Question, ...] = (
         },
         modules=("deepbasics.noise", "deepbasics.doctor"),
         lab=("Q13.a", "Q13.b", "Q13.c", "Q13.d", "Q13.e", "Q13.f"),
-        doctor=("batch_size_advice",),
     ),
     _q(
         "Q14",
@@ -254,7 +252,6 @@ QUESTIONS: tuple[Question, ...] = (
         },
         modules=("deepbasics.nn", "deepbasics.doctor"),
         lab=("Q14.a", "Q14.b", "Q14.c", "Q14.d", "Q14.e"),
-        doctor=("batchnorm_small_batch",),
     ),
     _q(
         "Q15",
@@ -267,7 +264,6 @@ QUESTIONS: tuple[Question, ...] = (
         modules=("deepbasics.activations", "deepbasics.optim", "deepbasics.doctor"),
         lab=("Q15.a", "Q15.b", "Q15.c"),
         beyond_faq=True,
-        doctor=("dead_relu",),
     ),
     _q(
         "CNN",

@@ -5,25 +5,22 @@
   :data:`deepbasics.doctor.script.EXIT_CODES` (0 ok, 1 the script raised, 3 non-finite loss, 4 error findings).
 - ``deepbasics doctor --demo NAME``: a fault-zoo setup, diagnosed, then repaired; prints before and after.
 - ``deepbasics doctor --list-demos``: the zoo's setups.
+- ``deepbasics doctor --codes``: the finding codes, as a Markdown table derived from the doctor's code table.
 
 Under ``torchrun`` (``torchrun --nproc_per_node N -m deepbasics doctor train.py``) rank 0 prints the findings of
-every rank and writes ``doctor.json``, once; the other ranks print only their own traceback if their script raised.
-A rank about to exit with an error first waits (at most ``DEEPBASICS_DOCTOR_TIMEOUT`` s) for rank 0 to finish
-writing, because ``torchrun`` stops every rank when one fails; if rank 0 never reports, it prints its own findings.
+every rank and writes ``doctor.json`` once (:meth:`deepbasics.doctor.script.ScriptResult.deliver` knows how the
+ranks agree on that; this command does not).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from deepbasics.cli.app import app
-
-if TYPE_CHECKING:
-    from deepbasics.doctor.script import ScriptResult
 
 
 def _list_demos(console: Console) -> None:
@@ -79,9 +76,10 @@ def _demo(name: str, out: Path | None, seed: int, console: Console) -> int:
     if out is not None:
         import json
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-        console.print(f"wrote {out}")
+        from deepbasics._files import atomic_write
+
+        text = json.dumps(result.to_dict(), indent=2, default=str) + "\n"
+        console.print(f"wrote {atomic_write(out, lambda f: f.write(text.encode('utf-8')))}")
     return 0 if result.success else 4
 
 
@@ -96,12 +94,18 @@ def doctor(
     ] = None,
     demo: Annotated[str | None, typer.Option("--demo", help="Run a built-in broken setup and repair it.")] = None,
     list_demos: Annotated[bool, typer.Option("--list-demos", help="List the built-in setups and exit.")] = False,
+    codes: Annotated[bool, typer.Option("--codes", help="Print the finding codes (Markdown) and exit.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="JSON output (default: doctor.json for a script).")] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Do not stop at a non-finite loss.")] = False,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the demo setups.")] = 0,
 ) -> None:
     """Watch a training script (``deepbasics doctor train.py -- --epochs 3``) or run a broken demo and repair it."""
     console = Console()
+    if codes:
+        from deepbasics.doctor.codes import markdown
+
+        typer.echo(markdown())
+        return
     if list_demos:
         _list_demos(console)
         return
@@ -119,27 +123,5 @@ def doctor(
     if args and args[0] == "--":
         args = args[1:]
     result = run_script(script, args, keep_going=keep_going)
-    if result.rank != 0:
-        _other_rank(result)
-        raise typer.Exit(result.exit_code)
-    typer.echo(result.summary())  # already rendered to plain text at its own width
-    if result.error_traceback:
-        typer.echo(result.error_traceback, err=True)
-    path = result.write_json(out if out is not None else Path("doctor.json"))
-    console.print(f"wrote {path}")
-    if result.world_size > 1:
-        from deepbasics.doctor.distributed import signal_done
-
-        signal_done("report")
-    raise typer.Exit(result.exit_code)
-
-
-def _other_rank(result: ScriptResult) -> None:
-    """A rank other than 0 (module docstring): its traceback, and its own findings only if rank 0 does not report."""
-    from deepbasics.doctor.distributed import wait_done
-
-    if result.error_traceback:
-        typer.echo(f"[rank {result.rank}] " + result.error_traceback, err=True)
-    if result.exit_code != 0 and not wait_done("report"):
-        typer.echo(f"[rank {result.rank}] rank 0 did not write the report; the findings of rank {result.rank}:")
-        typer.echo(result.summary())
+    out_path = out if out is not None else Path("doctor.json")
+    raise typer.Exit(result.deliver(out_path, typer.echo, lambda text: typer.echo(text, err=True)))

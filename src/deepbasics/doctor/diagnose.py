@@ -13,14 +13,14 @@ Procedure (the user's model, optimizer and global random stream are left untouch
    the same ``param_groups`` hyperparameters on the copy's parameters (default Adam, lr 1e-3). A non-finite loss
    stops the run and is located with :func:`deepbasics.nonfinite.locate_nonfinite` (op and module).
 4. Curvature at the start (a saddle test of the initialization) and at the end (small models;
-   :mod:`.measure`), the gradient noise scale, then every detector.
+   :mod:`.measure`), the gradient noise scale; everything goes into one
+   :class:`~deepbasics.doctor.records.RunTrace` and :func:`~deepbasics.doctor.detectors.run_detectors` judges it.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -31,23 +31,12 @@ from torch import nn
 
 from .._checks import check_generator, check_int, check_module, check_positive, fail
 from ..autodiff import model_mode
-from .detectors import RunTrace, merge_findings, resolve, run_detectors
-from .detectors.batch import batchnorm_small_batch
-from .detectors.curvature import saddle_point
-from .detectors.static import (
-    activation_depth,
-    bad_init_scale,
-    loss_activation_mismatch,
-    missing_nonlinearity_notes,
-    naive_softmax,
-    unnormalized_inputs,
-)
-from .explain import make_finding
-from .findings import Finding, Severity
+from .detectors import missing_nonlinearity_notes, run_detectors, static_codes
 from .measure import measure_curvature, measure_noise_scale
+from .records import StaticFacts
 from .report import Report
+from .session import DoctorSession
 from .trace import batchnorm_layers, input_statistics, layer_kinds, linear_chains, trace_forward, weight_layers
-from .watch import DoctorSession
 
 __all__ = ["diagnose"]
 
@@ -173,10 +162,10 @@ def _val_loss(model: nn.Module, loss_fn: LossFn, val: tuple[torch.Tensor, Any]) 
         return float(loss_fn(model(val[0]), val[1]))
 
 
-def _static_checks(
-    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: Any, sample_x: torch.Tensor, batch_size: int | None
-) -> tuple[list[Finding], list[str], Any]:
-    """Findings and notes from one traced forward, the weights and the inputs (see the module docstring)."""
+def _static_facts(
+    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: Any, sample_x: torch.Tensor
+) -> tuple[StaticFacts, list[str]]:
+    """What one traced forward, the weights and the inputs say (see the module docstring), and the notes."""
     try:
         trace = trace_forward(model, loss_fn, x, y)
     except Exception as error:  # shape and dtype mistakes become one clear ValueError naming the shapes
@@ -188,30 +177,18 @@ def _static_checks(
             f"{shapes}: {error}",
             "Check the input feature count and the target shape/dtype the loss expects.",
         ) from error
-    kinds = layer_kinds(model)
-    found: list[Finding] = []
-    found += loss_activation_mismatch(trace.output_op, trace.loss_ops, output_module=trace.output_module)
-    found += naive_softmax(trace.naive_softmax_sites)
     means, stds = input_statistics(sample_x)
-    found += unnormalized_inputs(means, stds)
-    found += bad_init_scale(weight_layers(model, trace))
-    found += batchnorm_small_batch(batch_size, batchnorm_layers(model))
-    notes = missing_nonlinearity_notes(linear_chains(trace, kinds))
-    return found, notes, trace
-
-
-def _located(report: Any, step: int) -> Finding:
-    """A ``nonfinite`` finding from a :class:`~deepbasics.nonfinite.NonFiniteReport`."""
-    where = report.module or report.op
-    detail = (
-        f"At step {step}, {report.op} ({report.phase}) "
-        + ("produced inf/nan from finite inputs" if report.kind == "produced" else "received a non-finite input")
-        + f" in {report.module or 'code outside any module'}."
-        + (f" Hint: {report.hint}." if report.hint else "")
+    facts = StaticFacts(
+        output_op=trace.output_op,
+        output_module=trace.output_module,
+        loss_ops=list(trace.loss_ops),
+        naive_softmax_sites=list(trace.naive_softmax_sites),
+        input_means=means,
+        input_stds=stds,
+        weight_layers=weight_layers(model, trace),
+        at_init=True,
     )
-    evidence = {"op": report.op, "phase": report.phase, "kind": report.kind, "module": report.module,
-                "backward_of": report.backward_of, "step": step}  # fmt: skip
-    return make_finding("nonfinite", Severity.ERROR, (where,), evidence, detail=detail, step=step)
+    return facts, missing_nonlinearity_notes(linear_chains(trace, layer_kinds(model)))
 
 
 def diagnose(
@@ -303,16 +280,14 @@ def _diagnose(
         vx, vy = _sample(val_data, VAL_EXAMPLES)
         val = (_to(vx, device), _to(vy, device))
 
-    static, notes, _ = _static_checks(model, loss_fn, x0, y0, sample_x, effective_batch)
-    start: list[Finding] = []
+    facts, notes = _static_facts(model, loss_fn, x0, y0, sample_x)
+    start = None
     if curvature:  # a run can start on a saddle (near-zero init) and leave it slowly: test the start too
-        result, _ = measure_curvature(model, loss_fn, sample_x, sample_y)
-        if result is not None:
-            start = saddle_point(result, loss=result["loss"], grad_norm=result["grad_norm"], at="initialization")
+        start, _ = measure_curvature(model, loss_fn, sample_x, sample_y)
     val_every = max(1, steps // VAL_POINTS)
     layer_every = max(1, steps // 100)
-    session = DoctorSession(model, opt, every=1, layer_every=layer_every, check_every=steps + 1)
-    located = None
+    session = DoctorSession(model, opt, every=1, layer_every=layer_every, check_every=steps + 1, intercept_losses=False)
+    located, located_step = None, None
     steps_run = 0
     with session, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LayerStats cannot watch")  # becomes a note below
@@ -324,7 +299,7 @@ def _diagnose(
             loss = loss_fn(model(x), y)
             if not bool(torch.isfinite(loss.detach()).all()):
                 session.step(loss)
-                located = _locate(model, loss_fn, x, y, step)
+                located, located_step = _locate(model, loss_fn, x, y), step
                 notes.append(f"probe run stopped at step {step}: the loss was {float(loss.detach())}.")
                 break
             loss.backward()
@@ -351,20 +326,20 @@ def _diagnose(
         trace.noise = result
         if note:
             notes.append(note)
-    trace.batch_size = effective_batch
-    trace.batchnorm_layers = []  # reported by the static check, which knows the configured batch size
-
-    run = start + run_detectors(trace)
-    run += _depth_check(trace)
+    trace.batch_size = effective_batch  # the configured batch, which every BatchNorm layer sees
+    trace.batchnorm_layers = batchnorm_layers(model)
+    trace.curvature_start = start
+    trace.hygiene = trace.coverage = None  # the probe loop is ours: its zero_grad and optimizer are right
     if located is not None:
-        run = [f for f in run if f.code != "nonfinite"]  # the located op says more than the recorded symptoms
-        run.insert(0, located[0])
-        run += naive_softmax([], overflow_op=located[1].op, overflow_module=located[1].module)
-    findings = resolve(merge_findings(static, run))
+        facts.nonfinite = {**located.to_dict(), "step": located_step}
+    trace.static = facts
+
+    findings = run_detectors(trace)
+    static = static_codes()
     opt_meta = type(opt).__name__
     return Report(
         findings=findings,
-        static_findings=[f for f in findings if f in static],
+        static_findings=[f for f in findings if f.code in static and f.step is None],
         history={
             "losses": trace.losses,
             "val_losses": trace.val_losses,
@@ -373,7 +348,7 @@ def _diagnose(
             "kinds": trace.kinds,
             "curvature": trace.curvature,
             "noise": trace.noise,
-            "nonfinite": located[1].to_dict() if located is not None else None,
+            "nonfinite": located.to_dict() if located is not None else None,
         },
         notes=notes,
         meta={
@@ -388,26 +363,13 @@ def _diagnose(
     )
 
 
-def _locate(model: nn.Module, loss_fn: LossFn, x: Any, y: Any, step: int) -> tuple[Finding, Any] | None:
+def _locate(model: nn.Module, loss_fn: LossFn, x: Any, y: Any) -> Any:
     """Re-run the failing step under :func:`deepbasics.nonfinite.locate_nonfinite` (on a copy: it accumulates
-    gradients) and turn its report into a finding."""
+    gradients); its report, or None."""
     from ..nonfinite import locate_nonfinite  # lazy: only after a failure
 
     probe = copy.deepcopy(model)
     try:
-        report = locate_nonfinite(lambda: loss_fn(probe(x), y))
+        return locate_nonfinite(lambda: loss_fn(probe(x), y))
     except Exception:  # locating is best effort: the loss finding stands without it
         return None
-    return None if report is None else (_located(report, step), report)
-
-
-def _depth_check(trace: RunTrace) -> list[Finding]:
-    """``bad_init_scale`` from the weight layers' output std at the first recorded step (step 0)."""
-    stds = []
-    for name in trace.order:
-        if trace.kinds.get(name) != "matrix":
-            continue
-        values = trace.layers.get(name, {}).get("act_std", [])
-        if values and values[0] is not None and math.isfinite(values[0]):
-            stds.append((name, values[0]))
-    return activation_depth(stds)

@@ -1,11 +1,12 @@
 """What the doctor says: a :class:`Finding` per problem, drawn from a closed vocabulary of codes.
 
-A finding is plain data. Detectors (pure functions over recorded statistics) create them; the watch
-session, ``diagnose`` and ``repair`` collect them; reports and the command line only present them.
+A finding is plain data. Detectors (pure functions over recorded statistics) create them; ``run_detectors`` is
+the one place they are assembled; the watch session, ``diagnose`` and ``repair`` collect them; reports and the
+command line only present them.
 
-The vocabulary (:data:`CODES`) is closed on purpose: downstream tools (the fault zoo benchmark, JSON
-consumers, the FAQ coverage table) can rely on it. Adding a code is a deliberate change to this file,
-to :data:`FAQ_QUESTION` and to the detector that emits it.
+The vocabulary is closed on purpose: downstream tools (the fault zoo benchmark, JSON consumers, the FAQ coverage
+table) can rely on it. It is the row set of :data:`deepbasics.doctor.codes.TABLE`; :data:`CODES` and
+:data:`FAQ_QUESTION` are derived from it.
 """
 
 from __future__ import annotations
@@ -14,59 +15,18 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
+
+from .codes import TABLE, Severity, spec
 
 __all__ = ["CODES", "FAQ_QUESTION", "Finding", "Severity"]
 
-#: The closed vocabulary of finding codes (ARCHITECTURE.md, "Finding codes").
-CODES: tuple[str, ...] = (
-    "nonfinite",
-    "exploding_gradient",
-    "vanishing_gradient",
-    "dead_relu",
-    "saturated_activation",
-    "diverging_loss",
-    "oscillating_loss",
-    "slow_convergence",
-    "overfitting",
-    "ill_conditioned",
-    "saddle_point",
-    "bad_init_scale",
-    "unnormalized_inputs",
-    "batchnorm_small_batch",
-    "loss_activation_mismatch",
-    "naive_softmax",
-    "batch_size_advice",
-)
+#: The closed vocabulary of finding codes (ARCHITECTURE.md, "Finding codes"), in the table's root-cause order.
+CODES: tuple[str, ...] = tuple(row.code for row in TABLE)
 
-#: The FAQ question whose reasoning explains each code (see ``deepbasics faq``).
-FAQ_QUESTION: Mapping[str, str] = {
-    "nonfinite": "Q8",
-    "exploding_gradient": "Q3.3",
-    "vanishing_gradient": "Q3.3",
-    "dead_relu": "Q15",
-    "saturated_activation": "Q3.3",
-    "diverging_loss": "Q11",
-    "oscillating_loss": "Q3.1",
-    "slow_convergence": "Q3.1",
-    "overfitting": "Q10",
-    "ill_conditioned": "Q3.1",
-    "saddle_point": "Q3.2",
-    "bad_init_scale": "Q1",
-    "unnormalized_inputs": "Q3.1",
-    "batchnorm_small_batch": "Q14",
-    "loss_activation_mismatch": "Q5",
-    "naive_softmax": "Q8",
-    "batch_size_advice": "Q13",
-}
-
-
-class Severity(str, enum.Enum):
-    """How urgent a finding is: ``error`` breaks training, ``warning`` slows or hurts it, ``info`` advises."""
-
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
+#: The FAQ question whose reasoning explains each code, or "practice" (see ``deepbasics faq``).
+FAQ_QUESTION: Mapping[str, str] = MappingProxyType({row.code: row.faq for row in TABLE})
 
 
 @dataclass(frozen=True)
@@ -95,17 +55,14 @@ class Finding:
     ranks: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if self.code not in CODES:
-            raise ValueError(
-                f"code: expected one of {list(CODES)}, got {self.code!r}. Add new codes deliberately to CODES."
-            )
+        spec(self.code)  # ValueError naming the vocabulary for an unknown code
         object.__setattr__(self, "severity", Severity(self.severity))
         object.__setattr__(self, "where", tuple(self.where))
         object.__setattr__(self, "ranks", tuple(self.ranks))
 
     @property
     def faq(self) -> str:
-        """The FAQ question (e.g. ``"Q3.3"``) whose reasoning this finding follows."""
+        """The FAQ question (e.g. ``"Q3.3"``) whose reasoning this finding follows, or ``"practice"``."""
         return FAQ_QUESTION[self.code]
 
     def to_dict(self) -> dict[str, Any]:

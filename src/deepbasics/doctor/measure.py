@@ -23,7 +23,7 @@ from torch import nn
 
 from . import thresholds as T
 
-__all__ = ["measure_curvature", "measure_noise_scale"]
+__all__ = ["measure_curvature", "measure_noise_scale", "noise_numbers"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -105,6 +105,11 @@ def measure_noise_scale(
         )
     except Exception as error:  # reported as a note
         return None, f"noise scale skipped: {type(error).__name__}: {error}"
+    return noise_numbers(scale, batch_size), None
+
+
+def noise_numbers(scale: Any, batch_size: int | None, **extra: Any) -> dict[str, Any]:
+    """The numbers of a :class:`deepbasics.noise.NoiseScale` estimate as the plain dict the detectors read."""
     return {
         "b_simple": scale.b_simple,
         "stderr": scale.stderr,
@@ -114,4 +119,5 @@ def measure_noise_scale(
         "b_big": scale.b_big,
         "measurements": scale.num_measurements,
         "batch_size": batch_size,
-    }, None
+        **extra,
+    }

@@ -1,10 +1,11 @@
 """Repair: diagnose, try the catalogue's fixes on copies, retrain each for the same budget, keep what is proven.
 
 For a setup ``S`` with findings ``F(S)`` and validation metric ``m(S)``, :func:`repair` walks the findings in
-root-cause order (:data:`ORDER`: a wrong loss/activation pairing or unnormalized inputs explain many later
-symptoms) and, for each code ``c`` still present, tries the candidate fixes of
-:data:`deepbasics.doctor.fixes.CANDIDATES` in order. A candidate ``f`` is applied to a deep copy, the copy is
-retrained for the same number of steps (same seed, same batches) and diagnosed again; it is kept when
+root-cause order (:data:`ORDER`, the rows of :data:`deepbasics.doctor.codes.TABLE`: a wrong loss/activation
+pairing or unnormalized inputs explain many later symptoms) and, for each code ``c`` still present, tries the
+candidate fixes of :data:`deepbasics.doctor.fixes.CANDIDATES` (the table's ``candidates``) in order. A candidate
+``f`` is applied to a deep copy, the copy is retrained for the same number of steps (same seed, same batches)
+and diagnosed again; it is kept when
 
     c not in F(f(S))   and   m(f(S)) improves on m(S)
 
@@ -33,12 +34,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_generator, check_int, check_module, fail
-from .findings import Severity
+from .._checks import check_choice, check_generator, check_int, fail
+from .case import TASKS, Case, diagnose_case, evaluate_case, make_case, train_case
+from .findings import CODES, Severity
 from .fixes import Fix, NotApplicable, candidates_for, get_fix
 from .report import Report
-from .zoo.registry import ARCHITECTURES, TASKS, Case
-from .zoo.run import diagnose_case, evaluate_case, train_case
 
 __all__ = [
     "ORDER",
@@ -52,26 +52,8 @@ __all__ = [
     "train_case",
 ]
 
-#: Codes in the order they are treated: causes before the symptoms they produce.
-ORDER: tuple[str, ...] = (
-    "naive_softmax",
-    "loss_activation_mismatch",
-    "unnormalized_inputs",
-    "batchnorm_small_batch",
-    "bad_init_scale",
-    "nonfinite",
-    "diverging_loss",
-    "exploding_gradient",
-    "vanishing_gradient",
-    "dead_relu",
-    "saturated_activation",
-    "saddle_point",
-    "ill_conditioned",
-    "oscillating_loss",
-    "slow_convergence",
-    "overfitting",
-    "batch_size_advice",
-)
+#: Codes in the order they are treated: causes before the symptoms they produce (the code table's row order).
+ORDER: tuple[str, ...] = CODES
 #: A validation loss counts as improved when it drops by at least this fraction (ours: seed-to-seed spread of
 #: the zoo's healthy runs is below 1%, the fixes' gains are 5% or more).
 MIN_LOSS_GAIN = 0.01
@@ -399,46 +381,6 @@ def _follow_ups(fix: Fix, rep: Report, before: Report, case: Case, allowed: list
     return [fix.then(g) for g in pool[:FOLLOW_UPS] if g.name != fix.name]
 
 
-def _infer_architecture(model: nn.Module) -> str:
-    from ..nn import ResidualBlock
-
-    kinds = list(model.modules())
-    if any(hasattr(m, "weight_hh") or isinstance(m, nn.RNNBase) for m in kinds):
-        return "lstm"
-    if any(isinstance(m, nn.Conv2d) for m in kinds):
-        return "cnn"
-    if any(isinstance(m, ResidualBlock) for m in kinds):
-        return "residual"
-    return "mlp"
-
-
-def _infer_task(loss_fn: object, targets: torch.Tensor) -> str:
-    if not targets.is_floating_point():
-        return "classification"
-    if isinstance(loss_fn, nn.BCELoss | nn.BCEWithLogitsLoss):
-        return "binary"
-    return "regression"
-
-
-def _as_pair(data: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        return data[0], data[1]
-    tensors = getattr(data, "tensors", None)
-    if isinstance(tensors, tuple) and len(tensors) == 2:
-        return tensors
-    raise fail(TypeError, name, "an (inputs, targets) pair of tensors or a TensorDataset", type(data).__name__,
-               "repair retrains copies, so it needs the data as tensors: pass (x, y).")  # fmt: skip
-
-
-def _optimizer_factory(optimizer: torch.optim.Optimizer) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise fail(TypeError, "optimizer", "a torch.optim.Optimizer", type(optimizer).__name__,
-                   "Pass the optimizer you train with, or make_optimizer=lambda params: ...")  # fmt: skip
-    cls = type(optimizer)
-    hyper = {k: v for k, v in optimizer.param_groups[0].items() if k in optimizer.defaults}
-    return lambda params: cls(params, **copy.deepcopy(hyper))
-
-
 def repair(
     model: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -476,25 +418,20 @@ def repair(
     Returns the fixes kept, the reports and metrics before and after, the repaired (trained) copy and the change
     as code. See the module docstring for the acceptance rule and the declared metric.
     """
-    check_module(model)
-    if not callable(loss_fn):
-        raise fail(TypeError, "loss_fn", "a callable", type(loss_fn).__name__, "Pass e.g. nn.CrossEntropyLoss().")
-    train = _as_pair(train_data, "train_data")
-    val = None if val_data is None else _as_pair(val_data, "val_data")
-    if optimizer is not None and make_optimizer is not None:
-        raise fail(ValueError, "optimizer/make_optimizer", "at most one of them", "both", "Pass only one.")
-    if make_optimizer is None:
-        make_optimizer = (
-            _optimizer_factory(optimizer) if optimizer is not None else (lambda p: torch.optim.Adam(p, lr=1e-3))
-        )
     check_generator(generator)
     seed = 0 if generator is None else int(generator.initial_seed()) % 2**31
-    task = _infer_task(loss_fn, train[1]) if task is None else check_choice(task, "task", TASKS)
-    architecture = _infer_architecture(model) if architecture is None else architecture
-    check_choice(architecture, "architecture", ARCHITECTURES)
-    threshold = 0.0 if isinstance(loss_fn, nn.BCEWithLogitsLoss) else 0.5  # logits vs probabilities
-    steps = check_int(steps, "steps", low=1)
-    case = Case(model, loss_fn, train, val, make_optimizer, batch_size, steps, architecture, task, threshold)
+    case = make_case(
+        model,
+        loss_fn,
+        train_data,
+        val_data,
+        optimizer,
+        make_optimizer=make_optimizer,
+        steps=steps,
+        batch_size=batch_size,
+        task=task,
+        architecture=architecture,
+    )
     return repair_case(
         case,
         report=report,

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .codes import PRACTICE
 from .findings import Finding, Severity
+from .records import RunTrace
 
 __all__ = ["Report", "render_findings"]
 
@@ -56,7 +58,7 @@ def render_findings(
             step = f"\nstep {f.step}" if f.step is not None else ""
             table.add_row(
                 f"[{_STYLE[f.severity]}]{f.severity.value}[/]",
-                f"{f.code}\n{where}{step}\nFAQ {f.faq}",
+                f"{f.code}\n{where}{step}\n{'practice' if f.faq == PRACTICE else f'FAQ {f.faq}'}",
                 f.explanation,
                 f.fix,
             )
@@ -84,6 +86,21 @@ class Report:
     history: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def trace(self) -> RunTrace:
+        """The probe run's records as a :class:`~deepbasics.doctor.records.RunTrace`, the same records a watched
+        run gives (losses, validation losses, per-layer statistics, curvature, noise scale)."""
+        h = self.history
+        return RunTrace(
+            losses=[(int(s), float(v)) for s, v in h.get("losses") or []],
+            val_losses=[(int(s), float(v)) for s, v in h.get("val_losses") or []],
+            layers=dict(h.get("layers") or {}),
+            order=list(h.get("order") or []),
+            kinds=dict(h.get("kinds") or {}),
+            batch_size=self.meta.get("batch_size"),
+            curvature=h.get("curvature"),
+            noise=h.get("noise"),
+        )
 
     def codes(self) -> set[str]:
         """The set of finding codes."""

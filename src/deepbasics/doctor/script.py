@@ -1,19 +1,23 @@
 """Watch an unmodified training script: run it with ``runpy`` in this process, with global hooks.
 
 :func:`run_script` executes ``SCRIPT.py`` as ``__main__`` (``sys.argv = [SCRIPT, *args]``, the script's folder
-first on ``sys.path``, as ``python SCRIPT.py`` would) while four global hooks watch it:
+first on ``sys.path``, as ``python SCRIPT.py`` would) while global hooks watch it:
 
 - ``torch.nn.modules.module.register_module_forward_pre_hook`` / ``register_module_forward_hook``: a module
-  called while no other module is running is a *root* call; the first root module with trainable parameters
-  that runs in training mode with gradients enabled gets a :class:`~deepbasics.doctor.watch.DoctorSession`;
-- ``torch.optim.optimizer.register_optimizer_step_post_hook``: records which optimizers step (the session
-  recognises the one that updates its model);
+  called while no other module is running is a *root* call; every root module with trainable parameters that runs
+  with gradients enabled (in training mode or not: a model trained in eval mode is a finding) gets a
+  :class:`~deepbasics.doctor.session.DoctorSession`, whose own hooks recognise the optimizer that steps it, watch
+  its gradients and steps (:mod:`.hygiene`) and the loss calls of the script (:mod:`.losstap`: output activations,
+  and the evaluation passes whose losses become the validation curve);
 - ``torch.Tensor.backward`` and ``torch.autograd.backward`` are wrapped to see the loss: each scalar loss goes to
-  the session of the last root module that ran a training forward (``session.step(loss)``). A non-finite loss
-  stops the script (:class:`NonFiniteLoss`) unless ``keep_going``: the findings made so far are the diagnosis.
+  the session of the last root module that ran a forward with gradients enabled (``session.step(loss)``). A
+  non-finite loss stops the script (:class:`NonFiniteLoss`) unless ``keep_going``: the findings made so far are
+  the diagnosis.
 
 Under ``torchrun`` every rank runs the script under its own watcher; the sessions gather their findings to
-rank 0 (:mod:`deepbasics.doctor.distributed`), and so does each rank's outcome (:attr:`ScriptResult.ranks`).
+rank 0 (:mod:`deepbasics.doctor.gathering`), and so does each rank's outcome (:attr:`ScriptResult.ranks`);
+:meth:`ScriptResult.deliver` presents the outcome the way the ranks agreed (rank 0 prints and writes the report
+once; the others print their traceback and wait for it).
 A non-finite loss stops a rank only once the model's parameters are non-finite too. The parameters of a DDP model
 are the same on every rank, so every rank stops at the same step, before its backward: none is left waiting in
 an all-reduce for a rank that stopped. A rank whose data alone turned the loss non-finite goes through one more
@@ -43,13 +47,13 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .._checks import fail
-from .distributed import gather_payloads, rank_info, unwrap_model
+from .._files import atomic_write
+from .distributed import gather_payloads, rank_info, signal_done, unwrap_model, wait_done
 from .findings import Finding, Severity
 from .report import render_findings
-from .watch import DoctorSession
+from .session import DoctorSession
 
 __all__ = ["EXIT_CODES", "NonFiniteLoss", "ScriptResult", "run_script"]
 
@@ -145,11 +149,33 @@ class ScriptResult:
         return {"rank": self.rank, "world_size": self.world_size, "ranks": ranks}
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_dict` as strict JSON (inf/nan as strings) to ``path``; returns the path."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(_strict(self.to_dict()), indent=2) + "\n", encoding="utf-8")
-        return target
+        """Write :meth:`to_dict` as strict JSON (inf/nan as strings) to ``path``, atomically; returns the path."""
+        text = json.dumps(_strict(self.to_dict()), indent=2) + "\n"
+        return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+    def deliver(self, out: str | os.PathLike[str], echo: Any, echo_err: Any) -> int:
+        """Present the outcome (the command line's part) and return the exit code.
+
+        Alone, or on rank 0: the summary (``echo``), the script's traceback (``echo_err``), ``doctor.json`` written
+        to ``out``; in a distributed run rank 0 then tells the other ranks the report is written. Another rank:
+        its traceback only, and -- when it is about to exit with an error, which makes ``torchrun`` stop every
+        rank -- it first waits (at most ``DEEPBASICS_DOCTOR_TIMEOUT`` s) for rank 0 to finish writing; if rank 0
+        never reports, it prints its own findings.
+        """
+        if self.rank != 0:
+            if self.error_traceback:
+                echo_err(f"[rank {self.rank}] " + self.error_traceback)
+            if self.exit_code != 0 and not wait_done("report"):
+                echo(f"[rank {self.rank}] rank 0 did not write the report; the findings of rank {self.rank}:")
+                echo(self.summary())
+            return self.exit_code
+        echo(self.summary())  # already rendered to plain text at its own width
+        if self.error_traceback:
+            echo_err(self.error_traceback)
+        echo(f"wrote {self.write_json(out)}")
+        if self.world_size > 1:
+            signal_done("report")
+        return self.exit_code
 
 
 def _strict(value: Any) -> Any:
@@ -168,7 +194,6 @@ class _Watcher:
     def __init__(self, keep_going: bool) -> None:
         self.keep_going = keep_going
         self.models: dict[int, WatchedModel] = {}
-        self.optimizers: dict[int, torch.optim.Optimizer] = {}
         self.depth = 0
         self.last_root: WatchedModel | None = None
         self.losses = 0
@@ -179,23 +204,20 @@ class _Watcher:
 
     # ---------------------------------------------------------------------------------------------- hooks
     def _pre(self, module: nn.Module, args: Any) -> None:
-        if self.depth == 0 and module.training and torch.is_grad_enabled():
+        if self.depth == 0 and torch.is_grad_enabled():
             watched = self.models.get(id(module))
             if watched is None and any(p.requires_grad for p in module.parameters()):
                 watched = self._attach(module)
+                # its own hooks start with the next forward: note this one (batch size; loss-call routing)
+                watched.session.recorder.on_forward(module, args)
+                if watched.session.recorder.losswatch is not None:
+                    watched.session.recorder.losswatch.on_forward(module.training)
             if watched is not None:
                 self.last_root = watched
         self.depth += 1
 
     def _post(self, module: nn.Module, args: Any, output: Any) -> None:
         self.depth = max(0, self.depth - 1)
-
-    def _step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self.optimizers.setdefault(id(optimizer), optimizer)
-        if self.last_root is not None and self.last_root.session.optimizer is None:
-            params = {id(p) for p in self.last_root.session.model.parameters()}
-            if any(id(p) in params for g in optimizer.param_groups for p in g["params"]):
-                self.last_root.session.optimizer = optimizer  # the report names its class and learning rate
 
     def _attach(self, module: nn.Module) -> WatchedModel:
         session = DoctorSession(module).attach()
@@ -249,11 +271,7 @@ class _Watcher:
 
     # ---------------------------------------------------------------------------------------------- life
     def install(self) -> None:
-        self._handles = [
-            register_module_forward_pre_hook(self._pre),
-            register_module_forward_hook(self._post),
-            register_optimizer_step_post_hook(self._step),
-        ]
+        self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post)]
         self._saved = {"tensor": torch.Tensor.backward, "autograd": torch.autograd.backward}
         torch.Tensor.backward = self._wrap(self._saved["tensor"], True)  # type: ignore[method-assign]
         torch.autograd.backward = self._wrap(self._saved["autograd"], False)
@@ -317,7 +335,11 @@ def run_script(
     seconds = time.perf_counter() - started
     models = list(watcher.models.values())
     for m in models:
-        m.findings = m.session.finalize()
+        try:
+            m.findings = m.session.finalize()
+        except Exception as error:  # the doctor's own failure must not hide the script's outcome
+            m.findings = []
+            m.session.notes.append(f"the doctor could not judge this model: {type(error).__name__}: {error}")
     if status == "ok" and any(f.severity == Severity.ERROR for m in models for f in m.findings):
         status = "error_findings"
     if status != "script_error" or exit_code == 0:

@@ -27,6 +27,11 @@ WARMUP_MIN_POINTS = 3
 #: small-batch loss never decides anything (AUTOTRAINER's windowed rules; window size ours).
 WINDOW_FRACTION = 0.1
 WINDOW_MIN_POINTS = 5
+#: Rolling window medians of a long trace are evaluated at about this many evenly spaced windows, not at every
+#: step: the cost of a check stays O(n log n) in the trace length n instead of O(n^2 log n) (10k losses: 1.1 s ->
+#: ~20 ms), and the best window found starts within one stride (n / MAX_TREND_WINDOWS points) of the exact one
+#: (ours).
+MAX_TREND_WINDOWS = 64
 #: Layer detectors need at least this many recorded steps with a value (ours: one step can be a fluke).
 MIN_LAYER_RECORDS = 2
 
@@ -143,6 +148,34 @@ INIT_SCALE_FACTOR = 3.0
 #: bad_init_scale: at step 0, the std of the last weight layer's output over the first's above this, or below its
 #: inverse (ours; Glorot & Bengio 2010 fig. 6: activations should keep their scale with depth).
 ACTIVATION_DEPTH_RATIO = 1e2
+
+# ------------------------------------------------------------------------- practice (missing_zero_grad, ...)
+#: missing_zero_grad / eval_mode_training need the pattern on at least this many judged optimizer steps (ours: one
+#: step can legitimately differ -- a first step before the loop's zero_grad, one step taken right after a
+#: validation pass; three in a row cannot).
+PRACTICE_MIN_STEPS = 3
+#: ... and on at least this fraction of the judged steps (ours: the healthy patterns of tests/test_doctor_practice.py
+#: -- gradient accumulation, two optimizers (GAN), LBFGS closures, truncated BPTT, frozen layers, clipping, AMP --
+#: give 0 carried, wiped or eval-mode steps by construction; the bugs give every step, 1.0).
+PRACTICE_FRACTION = 0.5
+#: parameters_not_updated needs at least this many backward passes in training mode (ours: gradient accumulation
+#: over k batches leaves the parameters unchanged for k - 1 passes; a run that never updates does so for all).
+NOT_UPDATED_MIN_BACKWARDS = 8
+#: ... and an optimizer that never sees a gradient must have stepped at least this many times (ours, as above).
+IDLE_OPTIMIZER_MIN_STEPS = 3
+
+# ------------------------------------------------------------------------------- output activation vs loss (Q5)
+#: A row of a loss input counts as a probability vector when it is in [0, 1] and sums to 1 within this (or
+#: 4 sqrt(C) eps of the dtype, for bfloat16/float16 rows: summing C rounded values; ours: float32 softmax rows
+#: deviate by < 1e-6, logits rows by O(1)).
+ROW_SUM_TOL = 1e-3
+#: Value evidence (without the autograd graph) needs at least this many inspected calls ...
+PAIRING_MIN_CALLS = 2
+#: ... showing it in at least this fraction (ours: the evidence is all-or-nothing per call on real runs).
+PAIRING_FRACTION = 0.9
+#: Sigmoid before BCEWithLogitsLoss from values alone (every value in [0, 1]) needs this many inspected calls:
+#: small logits can all lie in [0, 1] by chance early in training, across many batches they do not (ours).
+PAIRING_UNIT_CALLS = 5
 
 # ------------------------------------------------------------------------------------------------------- budgets
 #: diagnose computes curvature only for models up to this many parameters (ours: Lanczos needs ~50 HVPs, a few

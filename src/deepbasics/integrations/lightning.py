@@ -7,13 +7,14 @@ Hooks (Lightning's ``Callback`` API, same names and signatures):
 - ``on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)``: feed the batch's loss
   (``outputs["loss"]``, or ``outputs`` itself when it is a tensor) to ``session.step``;
 - ``on_validation_epoch_end(trainer, pl_module)``: log ``trainer.callback_metrics["val_loss"]`` when present
-  (for the overfitting detector);
+  (for the overfitting detector; without it, the validation losses the module computes with ``torch.nn`` losses in
+  ``validation_step`` are seen by the session's loss tap, one pass per validation epoch);
 - ``on_fit_end(trainer, pl_module)``: detach, run every detector, keep the findings in ``self.findings``, print
   the report (``verbose``) and log ``doctor/<severity>`` counts through ``pl_module.log`` when possible.
 
 Lightning is an optional extra, imported only when the callback is created: without it, construction raises an
 ``ImportError`` that names ``pip install deepbasics[lightning]``. Reference: Lightning docs, "Callback" (hook
-order and signatures).
+order and signatures). ``tests/test_integrations.py`` runs it inside the real ``lightning.pytorch.Trainer``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import importlib
 from typing import Any
 
 from ..doctor.findings import Finding, Severity
-from ..doctor.watch import DoctorSession
+from ..doctor.session import DoctorSession
 
 __all__ = ["DoctorCallback", "lightning_callback_base"]
 

@@ -23,7 +23,9 @@ from collections.abc import Mapping, Sequence
 from .. import thresholds as T
 from ..explain import make_finding
 from ..findings import Finding, Severity
+from ..records import RunTrace
 from ._stats import median, present
+from .registry import detector
 
 __all__ = ["dead_relu", "recent", "saturated_activation"]
 
@@ -81,3 +83,13 @@ def saturated_activation(records: Records, order: Sequence[str], kinds: Mapping[
     detail = "Saturated units: " + ", ".join(f"{100 * f:.0f}% in {n}" for n, f in saturated.items()) + "."
     evidence = {"saturated_fraction_by_layer": saturated}
     return [make_finding("saturated_activation", Severity.WARNING, tuple(saturated), evidence, detail=detail)]
+
+
+@detector("activations", codes=("dead_relu",), needs=("layers",))
+def _dead_relu(trace: RunTrace) -> list[Finding]:
+    return dead_relu(trace.layers, trace.order, trace.kinds, batch_size=trace.batch_size)
+
+
+@detector("activations", codes=("saturated_activation",), needs=("layers",))
+def _saturated_activation(trace: RunTrace) -> list[Finding]:
+    return saturated_activation(trace.layers, trace.order, trace.kinds)

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from .. import thresholds as T
 from ..explain import make_finding
 from ..findings import Finding, Severity
+from ..records import RunTrace
+from .registry import detector
 
 __all__ = ["batch_size_advice", "batchnorm_small_batch"]
 
@@ -53,3 +55,15 @@ def batch_size_advice(batch_size: int | None, b_simple: float | None, stderr: fl
             "batch size larger batches barely reduce the steps needed, so smaller ones would save compute."
         )
     return [make_finding("batch_size_advice", Severity.INFO, ("batch",), evidence, detail=detail)]
+
+
+@detector("batch", codes=("batchnorm_small_batch",), needs=("batchnorm_layers",), static=True)
+def _batchnorm_small_batch(trace: RunTrace) -> list[Finding]:
+    return batchnorm_small_batch(trace.batch_size, trace.batchnorm_layers)
+
+
+@detector("batch", codes=("batch_size_advice",), needs=("noise",))
+def _batch_size_advice(trace: RunTrace) -> list[Finding]:
+    """Data-parallel runs compare the critical batch with the global batch one optimizer step averages over."""
+    batch = trace.global_batch_size or trace.batch_size
+    return batch_size_advice(batch, trace.noise.get("b_simple"), trace.noise.get("stderr"))

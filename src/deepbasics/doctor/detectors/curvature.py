@@ -27,7 +27,9 @@ from typing import Any
 from .. import thresholds as T
 from ..explain import make_finding
 from ..findings import Finding, Severity
-from ._stats import as_series, finite_prefix, median, window_length
+from ..records import RunTrace
+from ._stats import as_series, finite_prefix, median, pairs_series, window_length
+from .registry import detector
 
 __all__ = ["curvature_numbers", "ill_conditioned", "saddle_point"]
 
@@ -111,3 +113,22 @@ def saddle_point(
         f"{lam_max:.4g}: the loss ({loss:.4g}) sits on a saddle."
     )
     return [make_finding("saddle_point", Severity.WARNING, ("model",), evidence, detail=detail)]
+
+
+@detector("curvature", codes=("ill_conditioned",), needs=("curvature",))
+def _ill_conditioned(trace: RunTrace) -> list[Finding]:
+    return ill_conditioned(trace.curvature)
+
+
+@detector("curvature", codes=("saddle_point",))
+def _saddle_point(trace: RunTrace) -> list[Finding]:
+    """At the start (``curvature_start``: a run can begin on a saddle and leave it slowly) and at the end."""
+    out: list[Finding] = []
+    start = trace.curvature_start
+    if start and "loss" in start and "grad_norm" in start:
+        out += saddle_point(start, loss=start["loss"], grad_norm=start["grad_norm"], at="initialization")
+    end = trace.curvature
+    if end and "loss" in end and "grad_norm" in end:
+        losses = pairs_series(trace.losses) if trace.losses else None
+        out += saddle_point(end, loss=end["loss"], grad_norm=end["grad_norm"], losses=losses)
+    return out  # both: one finding after the merge, with the end's evidence

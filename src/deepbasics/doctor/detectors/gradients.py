@@ -25,7 +25,9 @@ from collections.abc import Mapping, Sequence
 from .. import thresholds as T
 from ..explain import make_finding
 from ..findings import Finding, Severity
+from ..records import RunTrace
 from ._stats import median, present
+from .registry import detector
 
 __all__ = ["exploding_gradient", "gradient_profile", "vanishing_gradient"]
 
@@ -131,3 +133,13 @@ def _total_grad_norms(records: Records, order: Sequence[str], kinds: Mapping[str
         if all(v is not None and math.isfinite(v) for v in row):
             out.append(math.sqrt(sum(v * v for v in row)))
     return out
+
+
+@detector("gradients", codes=("vanishing_gradient",), needs=("layers",))
+def _vanishing_gradient(trace: RunTrace) -> list[Finding]:
+    return vanishing_gradient(trace.layers, trace.order, trace.kinds)
+
+
+@detector("gradients", codes=("exploding_gradient",), needs=("layers",))
+def _exploding_gradient(trace: RunTrace) -> list[Finding]:
+    return exploding_gradient(trace.layers, trace.order, trace.kinds)

@@ -30,9 +30,28 @@ from collections.abc import Mapping, Sequence
 from .. import thresholds as T
 from ..explain import make_finding
 from ..findings import Finding, Severity
-from ._stats import as_series, finite_prefix, median, rolling_median, spearman, warmup_length, window_length
+from ..records import RunTrace
+from ._stats import (
+    as_series,
+    finite_prefix,
+    median,
+    pairs_series,
+    rolling_median,
+    spearman,
+    warmup_length,
+    window_length,
+)
+from .registry import detector
 
-__all__ = ["diverging_loss", "initial_loss", "nonfinite", "oscillating_loss", "overfitting", "slow_convergence"]
+__all__ = [
+    "diverging_loss",
+    "initial_loss",
+    "located_nonfinite",
+    "nonfinite",
+    "oscillating_loss",
+    "overfitting",
+    "slow_convergence",
+]
 
 LossTrace = Sequence[float] | Sequence[tuple[int, float]] | Mapping[int, float]
 
@@ -114,13 +133,15 @@ def diverging_loss(losses: LossTrace) -> list[Finding]:
     body = prefix[warmup_length(len(prefix)) :]
     if len(body) < w:
         return []
-    windows = rolling_median(body, w)
+    windows = rolling_median(body, w, limit=T.MAX_TREND_WINDOWS)
     best, last = min(windows), windows[-1]
     rho = spearman(body[len(body) // 2 :])
     if last > l0 and last > T.DIVERGENCE_RISE * best and rho >= T.RISING_TREND:
         evidence.update({"best_median_loss": best, "last_median_loss": last, "trend_rho": rho})
         detail = f"The loss fell to {best:.4g} and has risen back to {last:.4g}, above its initial {l0:.4g}."
-        step = series.steps[warmup_length(len(prefix)) + windows.index(best) + w - 1]
+        stride = max(1, math.ceil((len(body) - w + 1) / T.MAX_TREND_WINDOWS))
+        start = min(windows.index(best) * stride, len(body) - w)
+        step = series.steps[warmup_length(len(prefix)) + start + w - 1]
         return [make_finding("diverging_loss", Severity.ERROR, ("loss",), evidence, detail=detail, step=step)]
     return []
 
@@ -137,7 +158,7 @@ def oscillating_loss(losses: LossTrace) -> list[Finding]:
     """``oscillating_loss`` (warning): big jumps, no trend, loss still high; see the module docstring."""
     series = as_series(losses)
     values = finite_prefix(series.values)
-    if len(values) < 2 * T.MIN_LOSS_POINTS or diverging_loss(values):
+    if len(values) < 2 * T.MIN_LOSS_POINTS or diverging_loss(values if len(values) < len(series) else series):
         return []
     l0 = initial_loss(values)
     half = values[len(values) // 2 :]
@@ -239,3 +260,51 @@ def overfitting(train_losses: LossTrace, val_losses: LossTrace) -> list[Finding]
         f"(+{gl:.0f}%)" + (f" while the training loss fell to {train_now:.4g}." if train_now is not None else ".")
     )
     return [make_finding("overfitting", Severity.WARNING, ("validation",), evidence, detail=detail, step=best_step)]
+
+
+# ------------------------------------------------------------------------------------------------ registered
+
+
+def located_nonfinite(report: Mapping[str, object]) -> Finding:
+    """``nonfinite`` at the op and module where :func:`deepbasics.nonfinite.locate_nonfinite` found the first
+    inf/nan (``report``: its ``to_dict()`` plus the ``step``); it says more than the recorded symptoms."""
+    step = report.get("step")
+    module, op = report.get("module"), report.get("op")
+    where = str(module or op)
+    detail = (
+        f"At step {step}, {op} ({report.get('phase')}) "
+        + ("produced inf/nan from finite inputs" if report.get("kind") == "produced" else "received a non-finite input")
+        + f" in {module or 'code outside any module'}."
+        + (f" Hint: {report['hint']}." if report.get("hint") else "")
+    )
+    keys = ("op", "phase", "kind", "module", "backward_of", "step")
+    return make_finding("nonfinite", Severity.ERROR, (where,), {k: report.get(k) for k in keys}, detail=detail,
+                        step=step if isinstance(step, int) else None)  # fmt: skip
+
+
+@detector("loss", codes=("nonfinite",))
+def _nonfinite(trace: RunTrace) -> list[Finding]:
+    located = trace.static.nonfinite if trace.static is not None else None
+    if located:
+        return [located_nonfinite(located)]
+    return nonfinite(pairs_series(trace.losses), trace.layers, trace.order)
+
+
+@detector("loss", codes=("diverging_loss",), needs=("losses",))
+def _diverging_loss(trace: RunTrace) -> list[Finding]:
+    return diverging_loss(pairs_series(trace.losses))
+
+
+@detector("loss", codes=("oscillating_loss",), needs=("losses",))
+def _oscillating_loss(trace: RunTrace) -> list[Finding]:
+    return oscillating_loss(pairs_series(trace.losses))
+
+
+@detector("loss", codes=("slow_convergence",), needs=("losses",))
+def _slow_convergence(trace: RunTrace) -> list[Finding]:
+    return slow_convergence(pairs_series(trace.losses), update_ratio=trace.update_ratio())
+
+
+@detector("loss", codes=("overfitting",), needs=("losses", "val_losses"))
+def _overfitting(trace: RunTrace) -> list[Finding]:
+    return overfitting(pairs_series(trace.losses), pairs_series(trace.val_losses))

@@ -1,13 +1,8 @@
-"""Static detectors: checks on the model, its loss and its data before training (FAQ Q1, Q3.1, Q5, Q8).
+"""Static detectors: checks on the model and its data before training (FAQ Q1, Q3.1, Q8).
 
 Pure functions over numbers and names gathered by :mod:`deepbasics.doctor.trace` (one traced forward pass, the
 weights, the input statistics):
 
-- ``loss_activation_mismatch`` (warning) from the ATen op that produced the model output and the ops of the loss:
-  ``_softmax`` then cross-entropy (``_log_softmax`` + ``nll_loss``) applies softmax twice; ``_softmax`` then
-  ``nll_loss`` alone feeds probabilities where log-probabilities belong; ``sigmoid`` then
-  ``binary_cross_entropy_with_logits`` applies the sigmoid twice; ``sigmoid``/``_softmax`` then ``mse_loss``
-  has gradients that carry sigma'(z) and vanish on confident mistakes (FAQ Q5).
 - ``naive_softmax`` (warning; error when it overflowed) from the sites of ``exp(x) / sum(exp(x))`` in the
   trace, or a non-finite value first produced by ``aten.exp`` (FAQ Q8.a).
 - ``unnormalized_inputs`` (warning) from per-feature means and standard deviations (LeCun et al. 1998, sec. 4.3).
@@ -19,6 +14,8 @@ weights, the input statistics):
   ``ACTIVATION_DEPTH_RATIO`` from the first to the last weight layer.
 - :func:`missing_nonlinearity_notes`: consecutive weight layers with nothing nonlinear between them compose to
   one linear map; there is no finding code for it, so it is reported as a note.
+
+The output activation against the loss (``loss_activation_mismatch``) is :mod:`.pairing`'s.
 """
 
 from __future__ import annotations
@@ -30,52 +27,20 @@ from typing import Any
 from .. import thresholds as T
 from ..explain import make_finding
 from ..findings import Finding, Severity
+from ..records import RunTrace
+from .pairing import aten_base
+from .registry import detector
 
 __all__ = [
     "activation_depth",
     "bad_init_scale",
     "init_band",
-    "loss_activation_mismatch",
     "missing_nonlinearity_notes",
     "naive_softmax",
     "unnormalized_inputs",
 ]
 
-_CE = "aten._log_softmax"
-_NLL = ("aten.nll_loss_forward", "aten.nll_loss2d_forward")
 _RELU_LIKE = ("relu", "leaky_relu", "relu6", "elu", "gelu", "silu", "selu", "celu", "mish", "prelu", "rrelu")
-
-
-def _base(op: str | None) -> str:
-    """``aten._softmax.default`` -> ``aten._softmax``."""
-    if not op:
-        return ""
-    parts = op.split(".")
-    return ".".join(parts[:2]) if parts[0] == "aten" else op
-
-
-def loss_activation_mismatch(
-    output_op: str | None, loss_ops: Sequence[str], *, output_module: str | None = None
-) -> list[Finding]:
-    """``loss_activation_mismatch`` from the model's output op and the loss's ops (ATen names, e.g.
-    ``"aten._softmax"``, ``["aten._log_softmax", "aten.nll_loss_forward"]``)."""
-    out = _base(output_op)
-    ops = [_base(o) for o in loss_ops]
-    where = (output_module or out or "output",)
-    evidence = {"output_op": out, "loss_ops": ops}
-    problem = None
-    if out == "aten._softmax" and _CE in ops and any(o in ops for o in _NLL):
-        problem = "The model ends in softmax and the loss is cross-entropy, which applies log-softmax again."
-    elif out == "aten._softmax" and any(o in ops for o in _NLL) and "aten.log" not in ops:
-        problem = "The model outputs probabilities (softmax) but NLLLoss expects log-probabilities."
-    elif out == "aten.sigmoid" and "aten.binary_cross_entropy_with_logits" in ops:
-        problem = "The model ends in a sigmoid and BCEWithLogitsLoss applies the sigmoid again."
-    elif out in ("aten.sigmoid", "aten._softmax") and "aten.mse_loss" in ops:
-        kind = "sigmoid" if out == "aten.sigmoid" else "softmax"
-        problem = f"Mean squared error on a {kind} output: its gradient carries the {kind}'s slope."
-    if problem is None:
-        return []
-    return [make_finding("loss_activation_mismatch", Severity.WARNING, where, evidence, detail=problem)]
 
 
 def naive_softmax(
@@ -84,7 +49,7 @@ def naive_softmax(
     """``naive_softmax`` at each site (module names) of the traced ``exp / sum(exp)`` pattern; an error when a
     non-finite value was first produced by ``exp`` (``overflow_op``, from
     :func:`deepbasics.nonfinite.locate_nonfinite`)."""
-    overflowed = _base(overflow_op) == "aten.exp"
+    overflowed = aten_base(overflow_op) == "aten.exp"
     where = tuple(dict.fromkeys([*sites, *([overflow_module] if overflowed and overflow_module else [])]))
     if not where and not overflowed:
         return []
@@ -196,3 +161,31 @@ def missing_nonlinearity_notes(pairs: Sequence[tuple[str, str]]) -> list[str]:
         f"(W_b W_a x), so the extra layer adds parameters but no expressive power (FAQ Q4)."
         for a, b in pairs
     ]
+
+
+@detector("static", codes=("naive_softmax",), needs=("static",), static=True)
+def _naive_softmax(trace: RunTrace) -> list[Finding]:
+    located = trace.static.nonfinite or {}
+    return naive_softmax(
+        trace.static.naive_softmax_sites, overflow_op=located.get("op"), overflow_module=located.get("module")
+    )
+
+
+@detector("static", codes=("unnormalized_inputs",), needs=("static",), static=True)
+def _unnormalized_inputs(trace: RunTrace) -> list[Finding]:
+    return unnormalized_inputs(trace.static.input_means, trace.static.input_stds)
+
+
+@detector("static", codes=("bad_init_scale",), needs=("static",), static=True)
+def _bad_init_scale(trace: RunTrace) -> list[Finding]:
+    """From the weights, and -- when the trace starts at the initialization -- from the layer outputs' std at
+    step 0 (``activation_depth``)."""
+    out = bad_init_scale(trace.static.weight_layers)
+    if trace.static.at_init:
+        stds = []
+        for name in trace.order:
+            values = trace.layers.get(name, {}).get("act_std", []) if trace.kinds.get(name) == "matrix" else []
+            if values and values[0] is not None and math.isfinite(values[0]):
+                stds.append((name, values[0]))
+        out += activation_depth(stds)
+    return out

@@ -31,16 +31,19 @@ fix                     change (reference)
 ``early_stopping``      stop at the best validation step of the first run (Prechelt 1998; FAQ Q10)
 ======================  ======================================================================================
 
-:data:`CANDIDATES` orders the fixes tried for each finding code, most specific first.
+:data:`CANDIDATES` orders the fixes tried for each finding code, most specific first; it is the code table's
+``candidates`` column, and a fix's ``applies_to`` includes every code whose row names it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from ..._checks import fail
+from ..case import Case
+from ..codes import TABLE
 from ..findings import CODES
-from ..zoo.registry import Case
 from .base import Fix, NotApplicable
 from .catalogue import FIXES
 from .surgery import clipped, uses_relu
@@ -48,26 +51,9 @@ from .surgery import clipped, uses_relu
 __all__ = ["CANDIDATES", "FIXES", "Fix", "NotApplicable", "candidates_for", "clipped", "get_fix", "iter_fixes"]
 
 
-#: For each code, the fixes tried in order (most specific first). "he_or_glorot" picks by the activations.
-CANDIDATES: dict[str, tuple[str, ...]] = {
-    "nonfinite": ("stable_softmax", "standardize_inputs", "lr_down", "clip_gradients"),
-    "exploding_gradient": ("he_or_glorot", "clip_gradients", "lr_down", "insert_layernorm"),
-    "vanishing_gradient": ("swap_to_relu", "he_or_glorot", "insert_batchnorm", "insert_layernorm", "adam"),
-    "dead_relu": ("he_init", "leaky_relu", "lr_down"),
-    "saturated_activation": ("he_or_glorot", "swap_to_relu", "insert_batchnorm", "insert_layernorm"),
-    "diverging_loss": ("lr_down", "clip_gradients", "adam"),
-    "oscillating_loss": ("lr_halve", "lr_down", "larger_batch", "adam"),
-    "slow_convergence": ("lr_up", "adam"),
-    "overfitting": ("weight_decay", "early_stopping", "dropout"),
-    "ill_conditioned": ("standardize_inputs", "adam", "insert_batchnorm"),
-    "saddle_point": ("he_or_glorot", "adam", "lr_up"),
-    "bad_init_scale": ("he_or_glorot", "insert_layernorm"),
-    "unnormalized_inputs": ("standardize_inputs",),
-    "batchnorm_small_batch": ("batchnorm_to_layer", "larger_batch"),
-    "loss_activation_mismatch": ("fix_output",),
-    "naive_softmax": ("stable_softmax",),
-    "batch_size_advice": ("larger_batch",),
-}
+#: For each code, the fixes tried in order (most specific first), read from the code table
+#: (:data:`deepbasics.doctor.codes.TABLE`, column ``candidates``). "he_or_glorot" picks by the activations.
+CANDIDATES: Mapping[str, tuple[str, ...]] = MappingProxyType({row.code: row.candidates for row in TABLE})
 
 
 def get_fix(name: str) -> Fix:

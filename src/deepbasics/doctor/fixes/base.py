@@ -1,4 +1,4 @@
-"""The :class:`Fix` type: a named change to a :class:`~deepbasics.doctor.zoo.Case`, composable with ``then``."""
+"""The :class:`Fix` type: a named change to a :class:`~deepbasics.doctor.case.Case`, composable with ``then``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..._checks import fail
+from ..case import Case
+from ..codes import TABLE
 from ..findings import CODES
-from ..zoo.registry import Case
 
 __all__ = ["Fix", "NotApplicable"]
 
@@ -23,9 +24,11 @@ class NotApplicable(Exception):
 class Fix:
     """A named change ``apply(case) -> case`` aimed at the codes in ``applies_to``.
 
-    ``apply`` may change the model in place (``repair`` passes a deep copy) but never the tensors it was
-    given; it raises :class:`NotApplicable` when there is nothing to change. ``code_snippet`` is the change as
-    code for the user, a string or a function of the case *before* the fix.
+    ``applies_to`` is what the fix declares, joined with every code whose table row lists it (or, for ``he_init``
+    and ``glorot_init``, ``"he_or_glorot"``) among its repair candidates. ``apply`` may change the model in place
+    (``repair`` passes a deep copy) but never the tensors it was given; it raises :class:`NotApplicable` when
+    there is nothing to change. ``code_snippet`` is the change as code for the user, a string or a function of
+    the case *before* the fix.
     """
 
     name: str
@@ -40,9 +43,9 @@ class Fix:
         unknown = sorted(codes - set(CODES))
         if unknown:
             raise fail(ValueError, "applies_to", f"codes from {list(CODES)}", unknown, "Use the closed vocabulary.")
-        object.__setattr__(self, "applies_to", codes)
         if not self.parts:
             object.__setattr__(self, "parts", (self.name,))
+        object.__setattr__(self, "applies_to", codes | _listed_for(self.parts))
 
     def __call__(self, case: Case) -> Case:
         return self.apply(case)
@@ -70,6 +73,12 @@ class Fix:
             f"{self.description}; then {other.description}",
             self.parts + other.parts,
         )
+
+
+def _listed_for(parts: tuple[str, ...]) -> frozenset[str]:
+    """The codes whose repair candidates (code table) name one of ``parts``."""
+    names = set(parts) | ({"he_or_glorot"} if {"he_init", "glorot_init"} & set(parts) else set())
+    return frozenset(row.code for row in TABLE if names & set(row.candidates))
 
 
 def _copy_case(case: Case) -> Case:

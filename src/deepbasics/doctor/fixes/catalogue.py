@@ -17,8 +17,8 @@ from torch import nn
 
 from ...data import Standardizer
 from ...nn import BatchNorm2d, GroupNorm, LayerNorm, ResidualBlock
-from ..zoo.parts import NaiveLogSoftmax
-from ..zoo.registry import Case
+from ..case import Case
+from ..faulty import NaiveLogSoftmax
 from .base import Fix, NotApplicable
 from .surgery import (
     BATCHNORMS,

@@ -2,15 +2,19 @@
 
 Each :class:`Setup` names what is wrong (``expected`` finding codes; empty for a healthy run), the
 architecture (MLP, CNN, LSTM, residual) and ``build(seed) -> Case``, a fresh model, loss, data and optimizer
-factory. The zoo is the doctor's test bench (``benchmarks/doctor_zoo.py`` measures recall per code, false
-findings on healthy setups and the repair success rate) and the source of ``deepbasics doctor --demo``.
+factory; :class:`Case` and the functions that train and diagnose it belong to the doctor
+(:mod:`deepbasics.doctor.case`), the zoo only builds cases. The zoo is the doctor's test bench
+(``benchmarks/doctor_zoo.py`` measures recall per code, false findings on healthy setups and the repair success
+rate) and the source of ``deepbasics doctor --demo``.
 
 >>> from deepbasics.doctor import zoo
 >>> case = zoo.get("dead_relu_mlp").build(seed=0)
 >>> report = diagnose(case.model, case.loss_fn, case.train_data, case.val_data, case.optimizer(), case.steps,
 ...                   batch_size=case.batch_size)                                    # doctest: +SKIP
 
-Every finding code has at least one broken setup (:func:`coverage`); at least eight setups are healthy.
+Every code ``diagnose`` can find (``seen_by`` in the code table) has at least one broken setup
+(:func:`coverage`); at least eight setups are healthy. The practice codes (a broken training loop) need a loop of
+the user's, which ``diagnose`` does not run: they are exercised by ``tests/test_doctor_practice.py``.
 """
 
 from __future__ import annotations
@@ -64,10 +68,10 @@ def healthy() -> list[Setup]:
 
 
 def coverage() -> dict[str, list[str]]:
-    """Finding code -> names of the broken setups that expect it (every code in ``CODES`` is a key)."""
-    from ..findings import CODES
+    """Finding code -> names of the broken setups that expect it (every code ``diagnose`` can find is a key)."""
+    from ..codes import TABLE
 
-    table: dict[str, list[str]] = {code: [] for code in CODES}
+    table: dict[str, list[str]] = {row.code: [] for row in TABLE if "diagnose" in row.seen_by}
     for s in broken():
         for code in sorted(s.expected):
             table[code].append(s.name)

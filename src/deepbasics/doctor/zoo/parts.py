@@ -2,9 +2,8 @@
 
 The faulty modules are the textbook mistakes, written the way people write them:
 
-- :class:`NaiveLogSoftmax`: ``log(exp(z) / sum exp(z))`` as written; overflows once a logit exceeds ~88.7 in
-  float32 (``exp(88.7) = 3.4e38``) and gives ``inf / inf = nan`` (FAQ Q8; Goodfellow et al. 2016, section 4.1).
-  The stable form subtracts the maximum first, ``z - max z - log sum exp(z - max z)`` (``nn.LogSoftmax``).
+- :class:`NaiveLogSoftmax` (from :mod:`deepbasics.doctor.faulty`, where the ``stable_softmax`` fix finds it):
+  ``log(exp(z) / sum exp(z))`` as written; overflows once a logit exceeds ~88.7 in float32.
 - :class:`Scale`: multiplies by a constant (a "temperature" of ``1 / factor``), to push logits into the range
   where the naive form overflows.
 
@@ -26,6 +25,7 @@ from torch import nn
 
 from ... import data as db_data
 from ..._checks import check_int, check_real, check_tensor
+from ..faulty import NaiveLogSoftmax
 
 __all__ = [
     "DIGITS_TRAIN",
@@ -47,26 +47,6 @@ __all__ = [
 
 Data = tuple[torch.Tensor, torch.Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-
-
-class NaiveLogSoftmax(nn.Module):
-    """DELIBERATELY UNSTABLE ``log(exp(z_i) / sum_j exp(z_j))`` over ``dim``, computed as written (FAQ Q8).
-
-    Returns nan once any ``z_i > ~88.7`` in float32 (``inf / inf``) and ``-inf`` where a probability underflows.
-    The doctor reports it as ``naive_softmax``; the fix is ``nn.LogSoftmax(dim)`` (or logits with
-    ``nn.CrossEntropyLoss``), which computes ``z - logsumexp(z)`` with the maximum subtracted first.
-    """
-
-    def __init__(self, dim: int = -1) -> None:
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        e = torch.exp(z)  # overflows for z > log(float max)
-        return torch.log(e / e.sum(dim=self.dim, keepdim=True))
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
 
 
 class Scale(nn.Module):

@@ -16,16 +16,14 @@ follows AUTOTRAINER (Zhang et al., ICSE 2021, section 5.1: a benchmark of buggy 
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-from torch import nn
 
 from ..._checks import check_choice, check_int, fail
+from ..case import ARCHITECTURES, TASKS, Case, OptimizerFactory
 from ..findings import CODES, Finding, Severity
 
 __all__ = [
@@ -39,77 +37,6 @@ __all__ = [
     "Setup",
     "setup",
 ]
-
-#: The architectures the zoo covers (``Case.architecture``/``Setup.architecture``).
-ARCHITECTURES: tuple[str, ...] = ("mlp", "cnn", "lstm", "residual")
-#: ``"classification"``: integer labels, logits (N, C), accuracy is the metric; ``"binary"``: float targets
-#: (N, 1) in {0, 1}, accuracy of ``output > threshold``; ``"regression"``: the validation loss is the metric.
-TASKS: tuple[str, ...] = ("classification", "binary", "regression")
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-Data = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass
-class Case:
-    """Everything one training run needs: ``loss_fn(model(x), y)`` is the scalar mean loss.
-
-    Attributes:
-        model: the network (a fresh one per :meth:`Setup.build`).
-        loss_fn: a ``torch.nn`` loss module or function of ``(outputs, targets)``.
-        train_data, val_data: ``(inputs, targets)`` pairs of tensors (``val_data`` may be ``None``).
-        make_optimizer: ``make_optimizer(params) -> torch.optim.Optimizer``; call it on the parameters of the
-            model that will be trained (a copy, for ``diagnose``/``repair``).
-        batch_size: examples per step (``None``: full batch).
-        steps: the training budget in optimizer steps.
-        architecture: one of :data:`ARCHITECTURES`. task: one of :data:`TASKS`.
-        binary_threshold: for ``task="binary"``: outputs above it predict class 1 (0.5 for probabilities,
-            0.0 for logits).
-        name: the setup's name ("" for a case built by hand).
-        best_step: the step with the lowest validation loss in the last run of this case, when known (set by
-            ``repair`` for the early-stopping fix).
-    """
-
-    model: nn.Module
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    train_data: Data
-    val_data: Data | None
-    make_optimizer: OptimizerFactory
-    batch_size: int | None
-    steps: int
-    architecture: str
-    task: str = "classification"
-    binary_threshold: float = 0.5
-    name: str = ""
-    best_step: int | None = None
-
-    def __post_init__(self) -> None:
-        check_choice(self.architecture, "architecture", ARCHITECTURES)
-        check_choice(self.task, "task", TASKS)
-        check_int(self.steps, "steps", low=1)
-        if self.batch_size is not None:
-            check_int(self.batch_size, "batch_size", low=1)
-        if not callable(self.make_optimizer):
-            raise fail(
-                TypeError,
-                "make_optimizer",
-                "a callable params -> torch.optim.Optimizer",
-                type(self.make_optimizer).__name__,
-                "Pass e.g. lambda params: torch.optim.SGD(params, lr=0.1).",
-            )
-
-    def optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
-        """A new optimizer on ``model``'s parameters (default: this case's model)."""
-        return self.make_optimizer((self.model if model is None else model).parameters())
-
-    def replace(self, **changes: Any) -> Case:
-        """A shallow copy with ``changes`` (``dataclasses.replace``); the model object is shared unless given."""
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def num_parameters(self) -> int:
-        """Trainable parameter count of the model."""
-        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
 
 @dataclass(frozen=True)

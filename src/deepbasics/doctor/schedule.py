@@ -1,0 +1,75 @@
+"""When a watched run is judged: the cheap detectors every ``check_every`` steps, the extras every
+``expensive_every``, and how each check's findings replace or join the earlier ones.
+
+The cheap detectors cost one host copy of the pending numbers plus a pass over the whole recorded trace, O(steps), so
+they run every ``check_every`` steps (default :data:`DEFAULT_CHECK_EVERY`) while the trace is short and, once it is
+long, every :data:`CHECK_GROWTH` of its length (checks at 100, 200, ..., 800, 900, 1012, 1138, ...): the cost per
+training step stays bounded however long the run (a trace of 50k losses takes ~0.1 s to judge; checking it every
+100 steps would cost more than the training). With a TensorBoard writer the interval stays ``check_every``, so the
+scalars keep their spacing. They also run at the end; the expensive extras
+(:mod:`.extras`: ~50 Hessian-vector products, or 40 extra gradients) only every ``expensive_every`` steps when asked,
+and once at the end. A check's findings are merged with the earlier ones per ``(code, where)`` (first step kept,
+evidence updated), except the codes the table marks ``transient`` -- a loss trend, a fraction over the whole run --
+which describe the run *now*: each check replaces them (:func:`refresh`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .._checks import check_int
+from .codes import spec
+from .detectors import merge_findings
+from .findings import Finding
+
+__all__ = ["DEFAULT_CHECK_EVERY", "Schedule", "refresh"]
+
+#: Default interval of the cheap detectors (one host copy of the pending losses per interval).
+DEFAULT_CHECK_EVERY = 100
+#: Once ``steps * CHECK_GROWTH`` exceeds ``check_every``, the next check comes that many steps later (ours: the
+#: amortized cost of a check per step is then at most 1 / (CHECK_GROWTH * steps) of one check, O(1) per step).
+CHECK_GROWTH = 0.125
+
+
+@dataclass
+class Schedule:
+    """The cadence of a session's checks (module docstring); ``expensive_every=None``: extras at the end only;
+    ``growth``: :data:`CHECK_GROWTH`, or 0 for a fixed interval."""
+
+    check_every: int = DEFAULT_CHECK_EVERY
+    expensive_every: int | None = None
+    expensive_done_at: int | None = None
+    growth: float = CHECK_GROWTH
+    next_check: int = 0
+
+    def __post_init__(self) -> None:
+        self.check_every = check_int(self.check_every, "check_every", low=1)
+        if self.expensive_every is not None:
+            self.expensive_every = check_int(self.expensive_every, "expensive_every", low=1)
+        self.next_check = self.next_check or self.check_every
+
+    def check_due(self, steps: int) -> bool:
+        """Run the cheap detectors after ``steps`` steps? (Each True schedules the next check.)"""
+        if steps < self.next_check:
+            return False
+        self.next_check = steps + max(self.check_every, int(self.growth * steps))
+        return True
+
+    def expensive_due(self, steps: int) -> bool:
+        """Run the extras after ``steps`` steps (the periodic schedule)?"""
+        return self.expensive_every is not None and steps % self.expensive_every == 0
+
+    def final_expensive_due(self, steps: int) -> bool:
+        """At the end: run the extras unless they already ran at this step."""
+        return self.expensive_done_at != steps
+
+    def expensive_ran(self, steps: int) -> None:
+        """Note that the extras ran after ``steps`` steps."""
+        self.expensive_done_at = steps
+
+
+def refresh(previous: Sequence[Finding], fresh: Sequence[Finding]) -> list[Finding]:
+    """The findings after a check: the earlier non-transient ones merged with ``fresh`` (transient ones replaced)."""
+    kept = [f for f in previous if not spec(f.code).transient]
+    return merge_findings(kept, fresh)
