@@ -20,7 +20,8 @@ from deepbasics.lab.experiments import (
     q06_regularization,
     q07_information,
     q08_softmax,
-    q11_jacobian_hessian,
+    q11_derivatives,
+    q11_lr_limit,
 )
 
 EXPERIMENTS = {
@@ -34,9 +35,9 @@ EXPERIMENTS = {
     "Q7.c": q07_information.likelihood,
     "Q8.a": q08_softmax.overflow,
     "Q8.b": q08_softmax.log_softmax_underflow,
-    "Q11.a": q11_jacobian_hessian.autodiff_vs_fd,
-    "Q11.b": q11_jacobian_hessian.taylor,
-    "Q11.c": q11_jacobian_hessian.lr_limit,
+    "Q11.a": q11_derivatives.autodiff_vs_fd,
+    "Q11.b": q11_derivatives.taylor,
+    "Q11.c": q11_lr_limit.lr_limit,
 }
 
 _CACHE: dict[str, dict] = {}

@@ -6,7 +6,7 @@ and writes ``lab-report/index.html``, ``report.md`` and ``results.json``; ``expe
 How to write an experiment
 ==========================
 
-One module per FAQ question in ``src/deepbasics/lab/experiments/`` (e.g. ``q13_batch_size.py``); any file
+One module per FAQ question in ``src/deepbasics/lab/experiments/`` (e.g. ``q13_batch_noise.py``); any file
 there whose name does not start with ``_`` is found automatically. In it, declare each experiment with
 :func:`experiment` on a module-level function ``run(params, seed) -> dict``::
 
