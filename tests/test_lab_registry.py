@@ -66,7 +66,11 @@ def test_seed_list_and_its_override():
     ("overrides", "error", "match"),
     [
         ({"seed": 3}, TypeError, r"unknown seed\. Did you mean seeds\?"),
-        ({"param": {}}, TypeError, "expected only the fields ids, method, quick, full, rules, seeds, timeout, plot"),
+        (
+            {"param": {}},
+            TypeError,
+            "expected only the fields ids, method, quick, full, rules, tasks, metrics, takeaways, seeds, timeout, plot",
+        ),
         ({"ids": ("Q7.z",)}, ValueError, "claim IDs from deepbasics.faq.CLAIMS, got 'Q7.z'. Did you mean Q7"),
         ({"ids": ()}, ValueError, "one or more distinct claim IDs"),
         ({"ids": ("Q7.a", "Q7.a")}, ValueError, "one or more distinct claim IDs"),

@@ -84,19 +84,28 @@ The contract, each point checked when the module is imported or when the experim
 # ``experiments`` to the module, and the public name must be the function, bound by the import below it.
 from . import experiments as _catalog  # noqa: F401  (isort: keep first)
 from .figures import save_figure
-from .registry import REGISTRY, Experiment, Registry, experiment, experiments
+from .registry import REGISTRY, Experiment, Registry, coverage, experiment, experiments
 from .report import write_report
-from .result import Result
-from .rules import Rule, Verdict, evaluate
+from .result import Result, TaskResult
+from .rules import Revision, Rule, Verdict, evaluate
 from .runner import run
+from .tasks import TASKS, Task, TaskInfo
+from .words import Metric
 
 __all__ = [
     "REGISTRY",
+    "TASKS",
     "Experiment",
+    "Metric",
     "Registry",
     "Result",
+    "Revision",
     "Rule",
+    "Task",
+    "TaskInfo",
+    "TaskResult",
     "Verdict",
+    "coverage",
     "evaluate",
     "experiment",
     "experiments",
