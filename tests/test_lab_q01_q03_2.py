@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from _lab_quick import quick_run
 from deepbasics.lab.experiments import (
     _q03_2_tanh_net,
     q01_init_propagation,
@@ -44,7 +45,7 @@ EXPERIMENTS = {
 def outputs() -> dict[str, dict]:
     """Quick mode, seed 0, each experiment once; JSON round trip as in the worker processes."""
     torch.manual_seed(0)
-    return {cid: json.loads(json.dumps(exp.run(exp.params(quick=True), 0))) for cid, exp in EXPERIMENTS.items()}
+    return {cid: json.loads(json.dumps(quick_run(exp, 0))) for cid, exp in EXPERIMENTS.items()}
 
 
 def test_every_claim_id_is_covered():

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from _lab_quick import quick_run
 from deepbasics.lab.experiments import _deepnets, q03_3_clip_l2, q03_3_exploding, q03_3_remedies, q03_3_vanishing
 
 EXPERIMENTS = [
@@ -26,14 +27,11 @@ EXPERIMENTS = [
     q03_3_remedies.relu_vs_sigmoid,
     q03_3_remedies.skip_and_lstm,
 ]
-_CACHE: dict[str, dict] = {}
 
 
 def _quick(exp) -> dict:
     """One quick-mode run with seed 1 (not 0, so that nothing is tuned to the default seed), cached per module."""
-    if exp.id not in _CACHE:
-        _CACHE[exp.id] = exp.run(exp.params(quick=True), 1)
-    return _CACHE[exp.id]
+    return quick_run(exp, 1)
 
 
 def test_every_q3_3_claim_has_exactly_one_experiment():

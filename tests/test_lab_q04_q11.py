@@ -14,6 +14,7 @@ from numbers import Real
 import pytest
 import torch
 
+from _lab_quick import quick_run
 from deepbasics.lab.experiments import (
     q04_convexity,
     q05_cross_entropy,
@@ -40,15 +41,10 @@ EXPERIMENTS = {
     "Q11.c": q11_lr_limit.lr_limit,
 }
 
-_CACHE: dict[str, dict] = {}
-
 
 def _quick(cid: str) -> dict:
     """``run(quick params, seed 0)``, computed once per experiment for the whole module."""
-    if cid not in _CACHE:
-        exp = EXPERIMENTS[cid]
-        _CACHE[cid] = dict(exp.run(exp.params(quick=True), 0))
-    return _CACHE[cid]
+    return quick_run(EXPERIMENTS[cid], 0)
 
 
 def test_every_claim_of_the_assignment_is_covered():

@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from _lab_quick import quick_run
 from deepbasics.lab.experiments import (
     q09_lstm,
     q10_overfitting,
@@ -40,15 +41,10 @@ EXPERIMENTS = {
     "Q14.e": q14_batchnorm_limits.recurrent,
 }
 
-_CACHE: dict[str, dict] = {}
-
 
 def _quick(cid: str) -> dict:
     """``run(quick params, seed 0)``, computed once per experiment for the whole module."""
-    if cid not in _CACHE:
-        exp = EXPERIMENTS[cid]
-        _CACHE[cid] = dict(exp.run(exp.params(quick=True), 0))
-    return _CACHE[cid]
+    return quick_run(EXPERIMENTS[cid], 0)
 
 
 def test_every_claim_of_the_assignment_is_covered():

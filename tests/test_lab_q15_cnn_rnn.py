@@ -13,6 +13,7 @@ import math
 import pytest
 import torch
 
+from _lab_quick import quick_run
 from deepbasics.lab.experiments import (
     cnn_augmentation,
     cnn_equivariance,
@@ -44,14 +45,10 @@ EXPERIMENTS = [
     rnn_stability.layer_norm,
 ]
 
-_OUTPUTS: dict[str, dict] = {}
-
 
 def _quick(exp):
     """One quick run per experiment per test session (the plot test reuses it)."""
-    if exp.id not in _OUTPUTS:
-        _OUTPUTS[exp.id] = exp.run(exp.params(quick=True), 0)
-    return _OUTPUTS[exp.id]
+    return quick_run(exp, 0)
 
 
 @pytest.mark.parametrize("exp", EXPERIMENTS, ids=lambda e: e.id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._cnn import digit_images, fit_adam, test_accuracy
 
@@ -57,7 +57,14 @@ def _plot_augment(outputs, params, outdir):
         "single": True,
     },
     # "Improves test accuracy": a positive mean gain whose 95% t-interval over seeds excludes 0.
-    rules={"CNN.d": Rule("gain_all", ">", 0.0, spread="ci")},
+    rules={"CNN.d": Rule("gain_all", ">", 0.0, spread="ci", since="0.1.0")},
+    metrics={
+        "gain_all": Metric("test-accuracy gain of augmentation", unit="points", scale=100),
+    },
+    takeaways={
+        "CNN.d": "shifts, rotations and noise together change test accuracy by {gain_all} at an equal number of "
+        "epochs ({gain_all.range} over {seeds} seeds)",
+    },
     seeds=3,
     timeout=900,
     plot=_plot_augment,

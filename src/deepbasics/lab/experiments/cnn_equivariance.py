@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn as tnn
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._cnn import digit_images
 
@@ -98,7 +98,18 @@ def _plot_shifts(outputs, params, outdir):
     full={"images": 128, "channels": [16, 32], "shifts": [1, 2, 3, 4], "canvas": 16},
     # Both halves of the claim: exact equivariance (EQUIVARIANCE_TOL) and pooling cutting the change by >= 25%
     # (POOLING_RATIO_MAX).
-    rules={"CNN.b": Rule("checks_passed", ">=", 2)},
+    rules={"CNN.b": Rule("checks_passed", ">=", 2, since="0.1.0")},
+    metrics={
+        "checks_passed": Metric("checks passed, of two"),
+        "equivariance_error": Metric("largest relative equivariance error (interior, float64)"),
+        "pooling_ratio": Metric("output change under 1-pixel shifts, max pooling over none", unit="x"),
+        "global_pooling_ratio": Metric("output change under 1-pixel shifts, max + global pooling over none", unit="x"),
+    },
+    takeaways={
+        "CNN.b": "convolution commutes with shifts to {equivariance_error}; under 1-pixel shifts the output changes "
+        "{pooling_ratio} as much with max pooling and {global_pooling_ratio} as much with max plus global average "
+        "pooling as without pooling",
+    },
     seeds=3,
     timeout=300,
     plot=_plot_shifts,
@@ -224,7 +235,13 @@ def _configs(max_depth: int) -> dict[str, list[list[int]]]:
     quick={"configs": _configs(4), "size": 96},
     full={"configs": _configs(6), "size": 320},
     # Exact agreement (integer widths): any difference of 1 pixel or more fails.
-    rules={"CNN.c": Rule("max_abs_error", "<", 0.5, spread="value")},
+    rules={"CNN.c": Rule("max_abs_error", "<", 0.5, spread="value", since="0.1.0")},
+    metrics={
+        "max_abs_error": Metric("largest difference between measured and predicted receptive field", unit="pixels"),
+    },
+    takeaways={
+        "CNN.c": "measured receptive fields match r_L = r_(L-1) + (k - 1) d prod(s) to {max_abs_error}",
+    },
     seeds=1,
     timeout=300,
     plot=_plot_receptive,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._q01_init import held_out_digits
 
@@ -120,8 +120,26 @@ def _plot_propagation(outputs, params, outdir):
     rules={
         # "Roughly constant": last/first within a factor 5 over the 5 layers of Glorot & Bengio's nets, where
         # their 'standard' init U(+-1/sqrt(m)) shrinks the variance 3x per layer, ~80x in all.
-        "Q1.c": Rule("glorot_worst_factor", "<", 5.0),
-        "Q1.d": Rule("he_worst_factor", "<", 5.0),  # the same criterion for ReLU + He
+        "Q1.c": Rule("glorot_worst_factor", "<", 5.0, since="0.1.0"),
+        "Q1.d": Rule("he_worst_factor", "<", 5.0, since="0.1.0"),  # the same criterion for ReLU + He
+    },
+    metrics={
+        "glorot_worst_factor": Metric(
+            "largest first-to-last layer variance factor, Glorot init, tanh and linear", unit="x"
+        ),
+        "he_worst_factor": Metric("largest first-to-last layer variance factor, He init, ReLU", unit="x"),
+        "glorot_relu_per_layer_ratio": Metric("second moment per layer, Glorot init with ReLU", unit="x"),
+        "standard_tanh_factor": Metric(
+            "largest variance factor, the older U(-1/sqrt(m), 1/sqrt(m)) with tanh", unit="x"
+        ),
+    },
+    takeaways={
+        "Q1.c": "with Glorot's initialization the activation and gradient variances of a deep tanh or linear net "
+        "change by at most {glorot_worst_factor} from the first layer to the last; the older 'standard' "
+        "initialization changes them by {standard_tanh_factor}",
+        "Q1.d": "with He's initialization a deep ReLU net's variances change by at most {he_worst_factor} over its "
+        "depth; Glorot's variance with ReLU multiplies the second moment by {glorot_relu_per_layer_ratio} at every "
+        "layer",
     },
     seeds=3,
     timeout=300,
@@ -259,7 +277,15 @@ def _plot_orthogonal(outputs, params, outdir):
     },
     # "Does not degrade with depth": 16x more layers may cost at most 3x the steps (the step-size grid is only
     # resolved to a factor sqrt 2); a time growing in proportion to depth would give 16x.
-    rules={"Q1.e": Rule("orthogonal_depth_growth", "<", 3.0)},
+    rules={"Q1.e": Rule("orthogonal_depth_growth", "<", 3.0, since="0.1.0")},
+    metrics={
+        "orthogonal_depth_growth": Metric("steps to fit, deepest over shallowest net, orthogonal init", unit="x"),
+        "gaussian_depth_growth": Metric("steps to fit, deepest over shallowest net, Gaussian init", unit="x"),
+    },
+    takeaways={
+        "Q1.e": "a deep linear net with orthogonal initial weights needs {orthogonal_depth_growth} the steps at the "
+        "largest depth than at the smallest (Gaussian weights: {gaussian_depth_growth})",
+    },
     seeds=3,
     timeout=600,
     plot=_plot_orthogonal,

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._q01_init import held_out_digits
 
@@ -121,7 +121,18 @@ def _plot_distribution(outputs, params, outdir):
     full={"pairs": 8, "sizes": [64, 32, 10], "steps": 300, "lr": 0.01, "activation": "tanh"},
     # "Little difference": under 1.5 percentage points, about the spread of one run's accuracy on the 720
     # held-out digits over initialization draws (~1 pp), and far below Q1.b's scale effect (> 10 pp).
-    rules={"Q1.a": Rule("abs_acc_diff_pp", "<", 1.5, spread="ci")},
+    rules={"Q1.a": Rule("abs_acc_diff_pp", "<", 1.5, spread="ci", since="0.1.0")},
+    metrics={
+        "abs_acc_diff_pp": Metric("held-out accuracy difference, Gaussian vs uniform", unit="points"),
+        "acc_gauss_mean": Metric("held-out accuracy, Glorot normal", unit="%", scale=100),
+        "acc_uniform_mean": Metric("held-out accuracy, Glorot uniform", unit="%", scale=100),
+        "acc_std_within_pp": Metric("spread between draws of one distribution", unit="points"),
+    },
+    takeaways={
+        "Q1.a": "Glorot-normal and Glorot-uniform weights of the same variance train to {acc_gauss_mean} and "
+        "{acc_uniform_mean} held-out accuracy, {abs_acc_diff_pp} apart (draws of one distribution differ by "
+        "{acc_std_within_pp})",
+    },
     seeds=3,
     timeout=300,
     plot=_plot_distribution,
@@ -200,7 +211,16 @@ def _plot_scale(outputs, params, outdir):
         "lr": 0.1,
     },
     # "Strongly affects": a gap over 10 pp, an order of magnitude above what Q1.a calls "little" (1.5 pp).
-    rules={"Q1.b": Rule("acc_gap_pp", ">", 10.0)},
+    rules={"Q1.b": Rule("acc_gap_pp", ">", 10.0, since="0.1.0")},
+    metrics={
+        "acc_gap_pp": Metric("held-out accuracy gap between the best and the worst init scale", unit="points"),
+        "loss_ratio_worst_best": Metric("final training loss, worst over best scale", unit="x"),
+    },
+    takeaways={
+        "Q1.b": "multiplying the Glorot standard deviation by 0.01 to 10 moves the held-out accuracy by {acc_gap_pp} "
+        "between the best and the worst scale, and the worst scale ends with {loss_ratio_worst_best} the best "
+        "one's training loss",
+    },
     seeds=3,
     timeout=300,
     plot=_plot_scale,

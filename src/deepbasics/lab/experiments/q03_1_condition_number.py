@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._q03_1_quadratic import quadratic_problem
 
@@ -50,7 +50,14 @@ def _plot_gd(outputs, params, outdir):
     quick={"kappas": [10, 30, 100, 300, 1000], "dim": 20, "tol": 1e-6},
     full={"kappas": [3, 10, 30, 100, 300, 1000, 3000, 10000], "dim": 100, "tol": 1e-8},
     # Linear growth is slope 1; > 0.5 rejects the sqrt(kappa) growth of accelerated methods and anything flatter.
-    rules={"Q3.1.a": Rule("slope", ">", 0.5)},
+    rules={"Q3.1.a": Rule("slope", ">", 0.5, since="0.1.0")},
+    metrics={
+        "slope": Metric("log-log slope of iterations against the condition number"),
+    },
+    takeaways={
+        "Q3.1.a": "gradient descent's iterations to a fixed accuracy grow like the condition number to the power "
+        "{slope} (1 is linear growth)",
+    },
     seeds=3,
     timeout=300,
     plot=_plot_gd,
@@ -120,7 +127,19 @@ def _plot_precond(outputs, params, outdir):
     quick={"kappas": [10, 100, 1000], "dim": 20, "tol": 1e-6},
     full={"kappas": [4, 10, 100, 1000, 10000], "dim": 100, "tol": 1e-8},
     # The FAQ's figure: 4 iterations become 1, a ratio of 4.
-    rules={"Q3.1.b": Rule("min_speedup_exact", ">=", 4.0)},
+    rules={"Q3.1.b": Rule("min_speedup_exact", ">=", 4.0, since="0.1.0")},
+    metrics={
+        "min_speedup_exact": Metric(
+            "iterations saved by P = inverse Hessian, smallest over condition numbers", unit="x"
+        ),
+        "exact_iterations_max": Metric("iterations with P = inverse Hessian, at most"),
+        "jacobi_axis_iterations_max": Metric("iterations with Jacobi on an axis-aligned problem, at most"),
+    },
+    takeaways={
+        "Q3.1.b": "preconditioning with the inverse Hessian cuts gradient descent's iterations by at least "
+        "{min_speedup_exact} (it needs {exact_iterations_max}); Jacobi preconditioning of a badly scaled, "
+        "axis-aligned problem needs {jacobi_axis_iterations_max}",
+    },
     seeds=3,
     timeout=300,
     plot=_plot_precond,

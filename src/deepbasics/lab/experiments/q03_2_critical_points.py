@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._q03_2_tanh_net import net_data, net_num_params, tanh_net_loss
 
@@ -299,9 +299,25 @@ def _plot_critical(outputs, params, outdir):
         # Both parts: "far more often saddles" = at least 9 saddles per minimum or maximum (fraction > 0.9), and
         # "the higher the loss, the more negative directions" = a rank correlation > 0.3, clearly above the
         # chance level of ~100 points (|rho| ~ 0.1). claim_margin = min(fraction / 0.9, rho / 0.3) > 1.
-        "Q3.2.a": Rule("claim_margin", ">", 1.0),
+        "Q3.2.a": Rule("claim_margin", ">", 1.0, since="0.1.0"),
         # A characterization: every confirmed saddle (degenerate one aside) must pass the second-order test.
-        "Q3.2.b": Rule("indefinite_fraction", ">=", 1.0),
+        "Q3.2.b": Rule("indefinite_fraction", ">=", 1.0, since="0.1.0"),
+    },
+    metrics={
+        "claim_margin": Metric("worst of saddle share / 0.9 and rank correlation / 0.3"),
+        "saddle_fraction": Metric("share of critical points that are saddles", unit="%", scale=100),
+        "spearman": Metric("rank correlation of the saddle index with the function value"),
+        "critical_points": Metric("critical points found"),
+        "indefinite_fraction": Metric(
+            "share of known saddles with a zero gradient and an indefinite Hessian", unit="%", scale=100
+        ),
+    },
+    takeaways={
+        "Q3.2.a": "{saddle_fraction} of the {critical_points} critical points found on a random high-dimensional "
+        "function are saddles, and their share of downward directions rises with the function value (rank "
+        "correlation {spearman})",
+        "Q3.2.b": "{indefinite_fraction} of the saddles checked show a zero gradient and Hessian eigenvalues of both "
+        "signs",
     },
     seeds=3,
     timeout=600,

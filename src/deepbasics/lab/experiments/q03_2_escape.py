@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._q03_2_tanh_net import net_data, net_num_params, tanh_net_loss
 
@@ -169,7 +169,17 @@ def _plot_race(outputs, params, outdir):
     },
     # "Faster": at least twice as few steps (geometric mean over the three problems) for EACH adaptive method,
     # so that neither a lucky grid point nor one problem decides; each grid spans three decades.
-    rules={"Q3.2.c": Rule("adaptive_speedup", ">", 2.0)},
+    rules={"Q3.2.c": Rule("adaptive_speedup", ">", 2.0, since="0.1.0")},
+    metrics={
+        "adaptive_speedup": Metric("slower of Adam and AdaDelta, speedup over gradient descent", unit="x"),
+        "speedup_adam": Metric("Adam's speedup over gradient descent", unit="x"),
+        "speedup_adadelta": Metric("AdaDelta's speedup over gradient descent", unit="x"),
+        "speedup_momentum": Metric("momentum's speedup over gradient descent", unit="x"),
+    },
+    takeaways={
+        "Q3.2.c": "starting next to a saddle, Adam leaves it {speedup_adam} faster than gradient descent, AdaDelta "
+        "{speedup_adadelta} and momentum {speedup_momentum} (geometric means over three problems)",
+    },
     seeds=3,
     timeout=600,
     plot=_plot_race,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._deepnets import (
     EXPLODE,
@@ -82,7 +82,17 @@ def _plot_init_scale(outputs, params, outdir):
         "batch": 1077,
     },
     # "too large" = 4x the recommended std (16x the variance), declared before the run; exploding = ratio > 1e2
-    rules={"Q3.3.d": Rule("margin_decades", ">", 0.0)},
+    rules={"Q3.3.d": Rule("margin_decades", ">", 0.0, since="0.1.0")},
+    metrics={
+        "margin_decades": Metric("smaller margin of the explosion test", unit="decades"),
+        "min_log10_ratio_large": Metric("log10 error growth at 4x the recommended init, smallest over activations"),
+        "max_log10_ratio_standard": Metric("log10 error growth at the recommended init, largest over activations"),
+    },
+    takeaways={
+        "Q3.3.d": "at 16 layers, weights 4 times the recommended scale make the back-propagated error grow by at "
+        "least 10^{min_log10_ratio_large} from the last layer to the first, against at most "
+        "10^{max_log10_ratio_standard} at the recommended scale",
+    },
     seeds=3,
     timeout=600,
     plot=_plot_init_scale,
@@ -190,7 +200,16 @@ def _plot_population(outputs, params, outdir):
         "activations": ["sigmoid", "tanh", "relu", "gelu"],
         "batch": 256,
     },
-    rules={"Q3.3.j": Rule("vanish_minus_explode", ">", 0.0)},  # "more often": a strictly larger fraction
+    rules={"Q3.3.j": Rule("vanish_minus_explode", ">", 0.0, since="0.1.0")},  # "more often": a strictly larger fraction
+    metrics={
+        "vanish_minus_explode": Metric("share vanishing minus share exploding", unit="points", scale=100),
+        "frac_vanishing": Metric("share of sampled nets with vanishing gradients", unit="%", scale=100),
+        "frac_exploding": Metric("share of sampled nets with exploding gradients", unit="%", scale=100),
+    },
+    takeaways={
+        "Q3.3.j": "of the network configurations sampled, at initialization {frac_vanishing} have vanishing and "
+        "{frac_exploding} exploding gradients",
+    },
     seeds=3,
     timeout=600,
     plot=_plot_population,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._deepnets import (
     VANISH,
@@ -80,8 +80,24 @@ def _plot_profile(outputs, params, outdir):
     full={"layers": 10, "width": 32, "lr": 0.1, "adam_lr": 1e-3, "steps": 1500, "every": 100},
     rules={
         # vanishing: two orders of magnitude lost between the last and the first layer (_deepnets.VANISH)
-        "Q3.3.a": Rule("sigmoid_log10_ratio", "<", float(np.log10(VANISH))),
-        "Q3.3.b": Rule("sigmoid_change_ratio", "<", BARELY_MOVES),
+        "Q3.3.a": Rule("sigmoid_log10_ratio", "<", float(np.log10(VANISH)), since="0.1.0"),
+        "Q3.3.b": Rule("sigmoid_change_ratio", "<", BARELY_MOVES, since="0.1.0"),
+    },
+    metrics={
+        "sigmoid_log10_ratio": Metric("log10 of first- over last-layer gradient norm, sigmoid net"),
+        "relu_log10_ratio": Metric("log10 of first- over last-layer gradient norm, ReLU net"),
+        "sigmoid_change_ratio": Metric("relative weight change, first over last layer, sigmoid net, SGD", unit="x"),
+        "relu_change_ratio": Metric("relative weight change, first over last layer, ReLU net, SGD", unit="x"),
+        "sigmoid_adam_change_ratio": Metric(
+            "relative weight change, first over last layer, sigmoid net, Adam", unit="x"
+        ),
+    },
+    takeaways={
+        "Q3.3.a": "in a 10-layer sigmoid net the first layer's gradient is 10^{sigmoid_log10_ratio} times the last "
+        "layer's; in a ReLU net with He init, 10^{relu_log10_ratio} times",
+        "Q3.3.b": "under SGD the sigmoid net's first layer moves {sigmoid_change_ratio} as much as its last (relative "
+        "to their size); the ReLU net's {relu_change_ratio}, and the sigmoid net's under Adam "
+        "{sigmoid_adam_change_ratio}",
     },
     seeds=3,
     timeout=900,
@@ -162,7 +178,19 @@ def _plot_sigmoid(outputs, params, outdir):
     "max |ours - autograd| (1e-12), sigma'(+-saturation_z) (1e-4) and any increase of sigma' with |z| (1e-15).",
     quick={"z_max": 20.0, "grid_step": 1e-4, "saturation_z": 10.0},
     full={"z_max": 30.0, "grid_step": 2e-5, "saturation_z": 10.0},
-    rules={"Q3.3.c": Rule("worst_check_ratio", "<", 1.0, spread="value")},  # every sub-check within tolerance
+    rules={
+        "Q3.3.c": Rule("worst_check_ratio", "<", 1.0, spread="value", since="0.1.0")
+    },  # every sub-check within tolerance
+    metrics={
+        "worst_check_ratio": Metric("worst sub-check as a fraction of its tolerance"),
+        "max_sigma_prime": Metric("largest value of the sigmoid's derivative"),
+        "saturated_grad": Metric("the derivative at the saturation point"),
+        "autograd_err": Metric("largest difference to autograd"),
+    },
+    takeaways={
+        "Q3.3.c": "the sigmoid's derivative peaks at {max_sigma_prime} at z = 0 and falls to {saturated_grad} at the "
+        "saturation point; ours matches autograd to {autograd_err}",
+    },
     seeds=1,
     timeout=300,
     plot=_plot_sigmoid,

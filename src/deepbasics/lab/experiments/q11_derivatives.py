@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 #: Worst-check ratios above this are reported as this (a non-finite ratio would make the verdict "error").
 RATIO_CAP = 1e9
@@ -110,7 +110,17 @@ def _plot_fd(outputs, params, outdir):
     # ~h^2 + 1e-16/h = 1e-10 relative error, h = 1e-4 second differences ~h^2 + 1e-16/h^2 = 1e-8; 1e-6 and 1e-5
     # leave 3-4 orders of margin for larger derivatives. Forward-over-reverse is not symmetric by construction, so
     # its asymmetry is pure rounding: ~1e-16, and 1e-12 would catch any real asymmetry.
-    rules={"Q11.a": Rule("worst_check_ratio", "<", 1.0)},
+    rules={"Q11.a": Rule("worst_check_ratio", "<", 1.0, since="0.1.0")},
+    metrics={
+        "worst_check_ratio": Metric("worst of the four checks as a fraction of its limit"),
+        "jacobian_err": Metric("relative error of the Jacobian against finite differences"),
+        "loss_hessian_err": Metric("relative error of the loss Hessian against finite differences"),
+        "hessian_asymmetry": Metric("relative asymmetry of the Hessian"),
+    },
+    takeaways={
+        "Q11.a": "autodiff Jacobians and Hessians agree with finite differences to a relative {jacobian_err} and "
+        "{loss_hessian_err}, and the Hessian is symmetric to {hessian_asymmetry}",
+    },
     seeds=3,
     timeout=180,
     plot=_plot_fd,
@@ -220,7 +230,18 @@ def _plot_taylor(outputs, params, outdir):
     },
     # Taylor's theorem gives slopes 3 and 2; 2.5 is the midpoint, so each check asks which order the error has.
     # "Much smaller" = two orders of magnitude at the smallest step (theory: ratio ~ t |L'''| / |L''| ~ 1e-3).
-    rules={"Q11.b": Rule("worst_check_ratio", "<", 1.0)},
+    rules={"Q11.b": Rule("worst_check_ratio", "<", 1.0, since="0.1.0")},
+    metrics={
+        "worst_check_ratio": Metric("worst of the three checks as a fraction of its limit"),
+        "slope_first": Metric("log-log slope of the first-order model's error against the step"),
+        "slope_second": Metric("log-log slope of the second-order model's error against the step"),
+        "err_ratio_smallest_step": Metric("second- over first-order error at the smallest step"),
+    },
+    takeaways={
+        "Q11.b": "the first-order Taylor model's error grows like t^{slope_first} with the step t, the second-order "
+        "model's like t^{slope_second}; at the smallest step it is {err_ratio_smallest_step} of the first-order "
+        "error",
+    },
     seeds=3,
     timeout=120,
     plot=_plot_taylor,

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 #: A run whose gradient component grows past this factor has left every quadratic model: counted as diverged.
 GROWTH_CAP = 1e12
@@ -120,7 +120,16 @@ def _component_path(model, loss_fn, x, y, lr: float, v: torch.Tensor, steps: int
     # Holds when every run below the limit shrinks the component and every run above grows it by at least a
     # factor 10 over the run (margin > 1 decade): far from the 0 that noise alone could produce. Theory after 40
     # steps: c = 0.9 shrinks it 0.8^40 = 1e-4, c = 1.1 grows it 1.2^40 = 1.5e3.
-    rules={"Q11.c": Rule("min_margin_decades", ">", 1.0)},
+    rules={"Q11.c": Rule("min_margin_decades", ">", 1.0, since="0.1.0")},
+    metrics={
+        "min_margin_decades": Metric("smallest margin of the lr = 2/lambda_max test", unit="decades"),
+        "early_rate_max_err": Metric("largest error of the early growth rate against |1 - 2c|"),
+    },
+    takeaways={
+        "Q11.c": "the top-eigenvector gradient component shrinks below lr = 2/lambda_max and grows above it with a "
+        "smallest margin, over the quadratic and the network and all rates, of {min_margin_decades}; its early "
+        "growth rate is within {early_rate_max_err} of |1 - 2c|",
+    },
     seeds=3,
     timeout=240,
     plot=_plot_lr,

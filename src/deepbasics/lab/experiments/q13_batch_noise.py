@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 #: Elements gathered at once when averaging mini-batches of per-example gradients (32 MB of float32).
 CHUNK_ELEMENTS = 8_000_000
@@ -114,7 +114,16 @@ def _plot_error(outputs, params, outdir):
     full={"sizes": [1, 2, 4, 8, 16, 32, 64, 128], "repeats": 500, "hidden": [64], "train_steps": 100, "lr": 0.5},
     # "Like 1/sqrt(B)": a slope within 0.1 of -0.5 (the correction (N-B)/(N-1) steepens it by < 0.03 for
     # B <= N/8; a linear return would be -1).
-    rules={"Q13.a": Rule("max_slope_deviation", "<", 0.1)},
+    rules={"Q13.a": Rule("max_slope_deviation", "<", 0.1, since="0.1.0")},
+    metrics={
+        "max_slope_deviation": Metric("larger deviation of the fitted slope from -1/2"),
+        "slope_init": Metric("log-log slope of the mini-batch gradient error against B, at init"),
+        "slope_trained": Metric("the same slope after training"),
+    },
+    takeaways={
+        "Q13.a": "the mini-batch gradient's error falls like B to the power {slope_init} at initialization and "
+        "{slope_trained} after training (1/sqrt(B) is -0.5)",
+    },
     seeds=3,
     timeout=300,
     plot=_plot_error,
@@ -274,10 +283,25 @@ def _plot_critical(outputs, params, outdir):
     },
     rules={
         # "Smaller batches generalize better": test error rises with log2 B (a significant positive slope).
-        "Q13.b": Rule("error_slope_per_doubling", ">", 0.0, spread="ci"),
+        "Q13.b": Rule("error_slope_per_doubling", ">", 0.0, spread="ci", since="0.1.0"),
         # "Predicts": within a factor of 4 (two doublings; B_crit itself is resolved on a doubling grid with a
         # learning-rate grid of factor ~2, so a tighter band would judge the grids, not the prediction).
-        "Q13.f": Rule("abs_log10_ratio", "<", math.log10(4.0)),
+        "Q13.f": Rule("abs_log10_ratio", "<", math.log10(4.0), since="0.1.0"),
+    },
+    metrics={
+        "error_slope_per_doubling": Metric("test error change per doubling of the batch size", unit="points"),
+        "best_batch": Metric("batch size with the lowest test error"),
+        "lr_doublings_per_batch_doubling": Metric("learning-rate doublings per batch doubling"),
+        "b_crit": Metric("critical batch size fitted to the step counts"),
+        "b_simple": Metric("gradient noise scale B_simple"),
+        "abs_log10_ratio": Metric("|log10(B_simple / B_crit)|", unit="decades"),
+    },
+    takeaways={
+        "Q13.b": "each doubling of the batch size changes the test error by {error_slope_per_doubling} at equal "
+        "training loss (positive: smaller batches generalize better), the lowest being at batch size {best_batch}; "
+        "the best learning rate doubles {lr_doublings_per_batch_doubling} times per doubling of the batch",
+        "Q13.f": "the gradient noise scale gives {b_simple} as the critical batch size; fitting S = S_min (1 + "
+        "B_crit/B) to the step counts gives {b_crit}",
     },
     seeds=3,
     timeout=1200,

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._q15_cnn_rnn import latch_classifier, latch_task, saved_tensor_bytes, truncated_logits
 
@@ -147,7 +147,17 @@ def _update_cost(params: dict, seed: int) -> tuple[list[float], list[float]]:
         "cost_repeats": 9,
     },
     # Both sides of the trade must show: the lag limit (2 checks) and the savings (memory < 1/2, less time).
-    rules={"RNN.a": Rule("checks_passed", ">=", 4)},
+    rules={"RNN.a": Rule("checks_passed", ">=", 4, since="0.1.0")},
+    metrics={
+        "checks_passed": Metric("checks passed, of four"),
+        "memory_ratio": Metric("saved memory, smallest window over full BPTT", unit="x"),
+        "time_ratio": Metric("time per update, smallest window over full BPTT", unit="x"),
+        "violations": Metric("lags at or beyond the window that were learned"),
+    },
+    takeaways={
+        "RNN.a": "truncating back-propagation to the smallest window keeps {memory_ratio} of full BPTT's saved memory "
+        "and {time_ratio} of its time per update; lags at or beyond the window learned: {violations}",
+    },
     seeds=3,
     timeout=900,
     plot=_plot_tbptt,
@@ -247,7 +257,15 @@ def _plot_cells(outputs, params, outdir):
         "test_size": 1024,
     },
     # "Long lags that a plain RNN cannot": both gated cells hold at least twice the RNN's longest solved lag.
-    rules={"RNN.b": Rule("gated_over_rnn", ">", 2.0)},
+    rules={"RNN.b": Rule("gated_over_rnn", ">", 2.0, since="0.1.0")},
+    metrics={
+        "gated_over_rnn": Metric("longest solved lag, gated cells over the tanh RNN", unit="x"),
+        "longest_lag_tested": Metric("longest lag tested", unit="steps"),
+    },
+    takeaways={
+        "RNN.b": "GRU and LSTM solve lags at least {gated_over_rnn} as long as the tanh RNN's (lags tested up to "
+        "{longest_lag_tested})",
+    },
     seeds=3,
     timeout=900,
     plot=_plot_cells,
