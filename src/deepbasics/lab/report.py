@@ -71,6 +71,12 @@ def _faq(question_id: str) -> dict[str, Any] | None:
     return {"key": found.key, "title": found.title, "text": found.text, "gist": found.gist, "has_text": found.has_text}
 
 
+def _plain(markdown: str) -> str:
+    """The FAQ's Markdown for the HTML page, shown as text: bold markers and heading hashes dropped."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", markdown)
+    return re.sub(r"^#{1,6}\s+", "", text, flags=re.M)
+
+
 def _claim_view(r: Result) -> dict[str, Any]:
     return {
         "id": r.id,
@@ -189,6 +195,7 @@ def _environment() -> Any:
     env.filters["seconds"] = lambda s: f"{s:.1f} s" if s >= 0.1 else f"{1000 * s:.0f} ms"
     env.filters["url"] = lambda path: urllib.parse.quote(str(path))  # a relative link, spaces and all
     env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    env.filters["plain"] = _plain
     return env
 
 

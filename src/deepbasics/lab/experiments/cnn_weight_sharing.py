@@ -98,12 +98,14 @@ def _cnn(params: dict, width):
                 "epochs": 12,
                 "batch_size": 100,
             },
+            # The paper's reference widths (25 channels; 100-unit layers) and smaller ones, 1,600 steps of batch
+            # 100 (the paper trains 6,000: our accuracies are lower, the comparison is the same for both families).
             full={
-                "cnn_channels": [8, 16, 25, 32],
-                "mlp_hidden": [32, 64, 100, 200],
+                "cnn_channels": [8, 16, 25],
+                "mlp_hidden": [32, 64, 100],
                 "mlp_layers": 2,
                 "train_size": None,
-                "epochs": 50,
+                "epochs": 40,
                 "batch_size": 100,
             },
         ),
