@@ -18,10 +18,12 @@ from torch import nn
 
 from _lab_quick import quick_run
 from deepbasics.lab.experiments import (
+    _q13_gradients,
     q09_lstm,
     q10_overfitting,
     q13_batch_cost,
-    q13_batch_noise,
+    q13_critical_batch,
+    q13_gradient_noise,
     q14_batchnorm_benefits,
     q14_batchnorm_limits,
 )
@@ -31,8 +33,8 @@ EXPERIMENTS = {
     "Q9.b": q09_lstm.gradient_decay,
     "Q9.c": q09_lstm.exploding,
     "Q10.a": q10_overfitting.remedies,
-    "Q13.a": q13_batch_noise.gradient_error,
-    "Q13.b": q13_batch_noise.critical_batch,
+    "Q13.a": q13_gradient_noise.gradient_error,
+    "Q13.b": q13_critical_batch.critical_batch,
     "Q13.c": q13_batch_cost.memory,
     "Q13.d": q13_batch_cost.step_time,
     "Q14.a": q14_batchnorm_benefits.init_and_lr,
@@ -100,7 +102,7 @@ def test_per_example_gradients_match_torch_func(float64):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3, bias=False), nn.ReLU(), nn.Linear(3, 4))
     x, y = torch.randn(11, 5), torch.randint(4, (11,))
-    ours = q13_batch_noise._per_example_gradients(model, x, y)
+    ours = _q13_gradients.per_example_gradients(model, x, y)
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def loss_one(p, xi, yi):
@@ -119,13 +121,13 @@ def test_per_example_gradients_match_torch_func(float64):
 def test_per_example_gradients_reject_layers_with_parameters():
     model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
     with pytest.raises(TypeError, match="Linear or parameter-free"):
-        q13_batch_noise._per_example_gradients(model, torch.randn(2, 3), torch.tensor([0, 1]))
+        _q13_gradients.per_example_gradients(model, torch.randn(2, 3), torch.tensor([0, 1]))
 
 
 def test_critical_batch_fit_recovers_exact_curve():
     sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256]
     steps = [37.0 * (1 + 50.0 / b) for b in sizes]
-    s_min, b_crit = q13_batch_noise._fit_critical_batch(sizes, steps)
+    s_min, b_crit = q13_critical_batch._fit_critical_batch(sizes, steps)
     assert s_min == pytest.approx(37.0, rel=1e-6)
     assert b_crit == pytest.approx(50.0, rel=1e-6)
 

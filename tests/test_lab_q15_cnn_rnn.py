@@ -19,7 +19,8 @@ from deepbasics.lab.experiments import (
     cnn_equivariance,
     cnn_weight_sharing,
     q15_activations,
-    q15_update_rules,
+    q15_optimizers,
+    q15_schedules,
     rnn_memory,
     rnn_stability,
 )
@@ -32,8 +33,8 @@ from deepbasics.lab.experiments._q15_cnn_rnn import (
 )
 
 EXPERIMENTS = [
-    q15_update_rules.update_rules,
-    q15_update_rules.schedules,
+    q15_optimizers.update_rules,
+    q15_schedules.schedules,
     q15_activations.activations,
     cnn_weight_sharing.weight_sharing,
     cnn_equivariance.shifts,

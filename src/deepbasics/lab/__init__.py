@@ -8,7 +8,7 @@ How to write an experiment
 ==========================
 
 Modules live in ``src/deepbasics/lab/experiments/`` and are named by the FAQ section they measure:
-``qNN[_M]_<topic>.py`` (``q13_batch_noise.py``, ``q03_3_vanishing.py``), ``cnn_<topic>.py``, ``rnn_<topic>.py``,
+``qNN[_M]_<topic>.py`` (``q13_gradient_noise.py``, ``q03_3_vanishing.py``), ``cnn_<topic>.py``, ``rnn_<topic>.py``,
 ``ref_<topic>.py``; code shared by several modules goes in ``_<what>.py`` (see :mod:`deepbasics.lab.experiments`;
 keep modules under 400 lines). Any file whose name does not start with ``_`` is found automatically. In it,
 declare each experiment with :func:`experiment` on a module-level function ``run(params, seed) -> dict``::

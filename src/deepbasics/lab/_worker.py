@@ -22,6 +22,7 @@ A task that raises does not stop the others (its error is kept with it), but mak
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import random
 import sys
@@ -36,9 +37,9 @@ import torch
 
 from ._files import to_jsonable, write_json_atomic
 from .figures import check_figures
-from .registry import Experiment, locate
+from .registry import Experiment
 
-__all__ = ["Job", "execute", "log_path", "main", "seed_everything"]
+__all__ = ["Job", "execute", "locate", "log_path", "main", "seed_everything"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,16 @@ class Job:
     cwd: str = field(default_factory=os.getcwd)
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     sys_path: list[str] = field(default_factory=lambda: list(sys.path))
+
+
+def locate(module: str, qualname: str, exp_id: str) -> Experiment:
+    """Find an experiment by importing the module that declares it (worker processes do this)."""
+    mod = importlib.import_module(module)
+    candidates = [getattr(mod, qualname, None), *vars(mod).values()]
+    for obj in candidates:
+        if isinstance(obj, Experiment) and obj.id == exp_id:
+            return obj
+    raise LookupError(f"experiment {exp_id}: expected it in module {module} as {qualname}, found nothing there.")
 
 
 def log_path(record_path: str | Path) -> Path:

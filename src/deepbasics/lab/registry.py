@@ -16,6 +16,7 @@ Reference: airspeed velocity (asv), "Writing benchmarks": benchmark attributes `
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -43,26 +44,11 @@ __all__ = [
     "coverage",
     "experiment",
     "experiments",
-    "locate",
 ]
 
 RunFn = Callable[[dict[str, Any], int], Mapping[str, Any]]
 PlotFn = Callable[[list[dict[str, Any]], dict[str, Any], Path], list[Path]]
 
-#: The fields an experiment declares; anything else is rejected with this list.
-FIELDS: tuple[str, ...] = (
-    "ids",
-    "method",
-    "quick",
-    "full",
-    "rules",
-    "tasks",
-    "metrics",
-    "takeaways",
-    "seeds",
-    "timeout",
-    "plot",
-)
 _ORDER = {cid: i for i, cid in enumerate(CLAIMS)}
 
 
@@ -271,18 +257,12 @@ class Experiment:
 
     @property
     def locator(self) -> tuple[str, str, str]:
-        """``(module, qualname, id)``: how a worker process finds the experiment again (see :func:`locate`)."""
+        """``(module, qualname, id)``: how a worker process finds the experiment again (``_worker.locate``)."""
         return (self.module, self.run.__qualname__, self.id)
 
 
-def locate(module: str, qualname: str, exp_id: str) -> Experiment:
-    """Find an experiment by importing the module that declares it (worker processes do this)."""
-    mod = importlib.import_module(module)
-    candidates = [getattr(mod, qualname, None), *vars(mod).values()]
-    for obj in candidates:
-        if isinstance(obj, Experiment) and obj.id == exp_id:
-            return obj
-    raise LookupError(f"experiment {exp_id}: expected it in module {module} as {qualname}, found nothing there.")
+#: The fields an experiment declares (those of :class:`Experiment` but ``run``); anything else is rejected.
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Experiment) if f.name != "run")
 
 
 class Registry:

@@ -3,7 +3,7 @@
 Naming, one scheme for every file (``ls`` lists them in the FAQ's order):
 
 - ``q<NN>[_<M>]_<topic>.py`` for an FAQ question, ``NN`` with two digits: ``q02_gaussian.py``,
-  ``q03_3_vanishing.py`` (question 3.3), ``q13_batch_noise.py``;
+  ``q03_3_vanishing.py`` (question 3.3), ``q13_gradient_noise.py``;
 - ``cnn_<topic>.py``, ``rnn_<topic>.py`` (and ``ref_<topic>.py`` for reproductions of published tables) for
   the sections beyond the FAQ: ``cnn_weight_sharing.py``, ``rnn_stability.py``;
 - ``_<what>.py`` for helpers shared by several experiment modules (``_deepnets.py``, ``_cnn.py``). A module
