@@ -14,20 +14,30 @@ import numpy as np
 import pytest
 import torch
 
-from deepbasics.lab.experiments import q01_init, q03_1_conditioning, q03_2_saddles
+from _lab_quick import quick_run
+from deepbasics.lab.experiments import (
+    _q03_2_tanh_net,
+    q01_init_propagation,
+    q01_init_symmetry,
+    q01_init_training,
+    q03_1_condition_number,
+    q03_1_remedies,
+    q03_2_critical_points,
+    q03_2_escape,
+)
 
 EXPERIMENTS = {
-    "Q1.a": q01_init.distribution,
-    "Q1.b": q01_init.scale,
-    "Q1.c": q01_init.propagation,
-    "Q1.e": q01_init.orthogonal,
-    "Q1.f": q01_init.symmetry,
-    "Q3.1.a": q03_1_conditioning.gd_iterations,
-    "Q3.1.b": q03_1_conditioning.preconditioning,
-    "Q3.1.c": q03_1_conditioning.acceleration,
-    "Q3.1.d": q03_1_conditioning.inputs,
-    "Q3.2.a": q03_2_saddles.critical_points,
-    "Q3.2.c": q03_2_saddles.escape,
+    "Q1.a": q01_init_training.distribution,
+    "Q1.b": q01_init_training.scale,
+    "Q1.c": q01_init_propagation.propagation,
+    "Q1.e": q01_init_propagation.orthogonal,
+    "Q1.f": q01_init_symmetry.symmetry,
+    "Q3.1.a": q03_1_condition_number.gd_iterations,
+    "Q3.1.b": q03_1_condition_number.preconditioning,
+    "Q3.1.c": q03_1_remedies.acceleration,
+    "Q3.1.d": q03_1_remedies.inputs,
+    "Q3.2.a": q03_2_critical_points.critical_points,
+    "Q3.2.c": q03_2_escape.escape,
 }
 
 
@@ -35,7 +45,7 @@ EXPERIMENTS = {
 def outputs() -> dict[str, dict]:
     """Quick mode, seed 0, each experiment once; JSON round trip as in the worker processes."""
     torch.manual_seed(0)
-    return {cid: json.loads(json.dumps(exp.run(exp.params(quick=True), 0))) for cid, exp in EXPERIMENTS.items()}
+    return {cid: json.loads(json.dumps(quick_run(exp, 0))) for cid, exp in EXPERIMENTS.items()}
 
 
 def test_every_claim_id_is_covered():
@@ -66,7 +76,7 @@ def test_plot_writes_png(cid, outputs, tmp_path):
 # ------------------------------------------------------------------------------------------- helper references
 def test_random_field_derivatives_match_autograd(float64):
     g = torch.Generator().manual_seed(1)
-    field = q03_2_saddles.RandomField(dim=5, features=50, g=g)
+    field = q03_2_critical_points.RandomField(dim=5, features=50, g=g)
     x = torch.randn(3, 5, generator=g)
 
     def f(point):
@@ -86,14 +96,14 @@ def test_flat_tanh_net_loss_matches_torch_module(float64):
     model = dnn.mlp([3, 4, 1], "tanh").double()
     theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     expected = 0.5 * torch.nn.functional.mse_loss(model(x)[:, 0], y)
-    got = q03_2_saddles._tanh_net_loss(theta[None], x, y, hidden=4)
+    got = _q03_2_tanh_net.tanh_net_loss(theta[None], x, y, hidden=4)
     torch.testing.assert_close(got[0], expected.detach(), rtol=1e-13, atol=0.0)
 
 
 @pytest.mark.parametrize("period", [1, 4, 8])
 def test_chebyshev_period_reaches_the_chebyshev_bound(period):
     lam_min, lam_max = 1.0, 100.0
-    steps = q03_1_conditioning.chebyshev_steps(lam_min, lam_max, period)
+    steps = q03_1_remedies.chebyshev_steps(lam_min, lam_max, period)
     lam = np.linspace(lam_min, lam_max, 20_001)
     residual = np.prod([1.0 - lam * s for s in steps], axis=0)  # error polynomial after one period
     bound = 1.0 / math.cosh(period * math.acosh((lam_max + lam_min) / (lam_max - lam_min)))  # 1 / T_n(.)
@@ -108,8 +118,8 @@ def _chebyshev_nodes(a: float, b: float, n: int) -> np.ndarray:
 
 def test_unit_spread_and_factor():
     w = torch.ones(4, 3)
-    assert q01_init._unit_spread(w) == 0.0
+    assert q01_init_symmetry._unit_spread(w) == 0.0
     w[2, 1] = 1.5
-    assert q01_init._unit_spread(w) == pytest.approx(0.5 / 1.5)
-    assert q01_init._factor([2.0, 1.0, 0.5]) == pytest.approx(4.0)
-    assert q01_init._factor([1.0, 3.0]) == pytest.approx(3.0)
+    assert q01_init_symmetry._unit_spread(w) == pytest.approx(0.5 / 1.5)
+    assert q01_init_propagation._factor([2.0, 1.0, 0.5]) == pytest.approx(4.0)
+    assert q01_init_propagation._factor([1.0, 3.0]) == pytest.approx(3.0)

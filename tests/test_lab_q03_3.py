@@ -13,27 +13,25 @@ import pytest
 import torch
 from torch import nn
 
-from deepbasics.lab.experiments import _deepnets, q03_3_clip_l2, q03_3_remedies, q03_3_vanishing
+from _lab_quick import quick_run
+from deepbasics.lab.experiments import _deepnets, q03_3_clip_l2, q03_3_exploding, q03_3_remedies, q03_3_vanishing
 
 EXPERIMENTS = [
     q03_3_vanishing.depth_profile,
     q03_3_vanishing.sigmoid_derivative,
-    q03_3_vanishing.init_scale,
-    q03_3_vanishing.population,
+    q03_3_exploding.init_scale,
+    q03_3_exploding.population,
     q03_3_clip_l2.clipping,
     q03_3_clip_l2.l2_penalty,
     q03_3_remedies.batchnorm,
     q03_3_remedies.relu_vs_sigmoid,
     q03_3_remedies.skip_and_lstm,
 ]
-_CACHE: dict[str, dict] = {}
 
 
 def _quick(exp) -> dict:
     """One quick-mode run with seed 1 (not 0, so that nothing is tuned to the default seed), cached per module."""
-    if exp.id not in _CACHE:
-        _CACHE[exp.id] = exp.run(exp.params(quick=True), 1)
-    return _CACHE[exp.id]
+    return quick_run(exp, 1)
 
 
 def test_every_q3_3_claim_has_exactly_one_experiment():
@@ -69,8 +67,8 @@ def test_sigmoid_derivative_subchecks_are_reported():
 
 
 def test_population_classes_are_consistent_with_the_declared_thresholds():
-    out = _quick(q03_3_vanishing.population)
-    params = q03_3_vanishing.population.params(quick=True)
+    out = _quick(q03_3_exploding.population)
+    params = q03_3_exploding.population.params(quick=True)
     assert len(out["configs"]) == params["population"]
     for c in out["configs"]:
         r = c["log10_error_ratio"]

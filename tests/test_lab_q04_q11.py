@@ -14,13 +14,15 @@ from numbers import Real
 import pytest
 import torch
 
+from _lab_quick import quick_run
 from deepbasics.lab.experiments import (
     q04_convexity,
     q05_cross_entropy,
     q06_regularization,
     q07_information,
     q08_softmax,
-    q11_jacobian_hessian,
+    q11_derivatives,
+    q11_lr_limit,
 )
 
 EXPERIMENTS = {
@@ -34,20 +36,15 @@ EXPERIMENTS = {
     "Q7.c": q07_information.likelihood,
     "Q8.a": q08_softmax.overflow,
     "Q8.b": q08_softmax.log_softmax_underflow,
-    "Q11.a": q11_jacobian_hessian.autodiff_vs_fd,
-    "Q11.b": q11_jacobian_hessian.taylor,
-    "Q11.c": q11_jacobian_hessian.lr_limit,
+    "Q11.a": q11_derivatives.autodiff_vs_fd,
+    "Q11.b": q11_derivatives.taylor,
+    "Q11.c": q11_lr_limit.lr_limit,
 }
-
-_CACHE: dict[str, dict] = {}
 
 
 def _quick(cid: str) -> dict:
     """``run(quick params, seed 0)``, computed once per experiment for the whole module."""
-    if cid not in _CACHE:
-        exp = EXPERIMENTS[cid]
-        _CACHE[cid] = dict(exp.run(exp.params(quick=True), 0))
-    return _CACHE[cid]
+    return quick_run(EXPERIMENTS[cid], 0)
 
 
 def test_every_claim_of_the_assignment_is_covered():

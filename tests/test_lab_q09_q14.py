@@ -16,32 +16,37 @@ import pytest
 import torch
 from torch import nn
 
-from deepbasics.lab.experiments import q09_lstm, q10_overfitting, q13_batch_size, q14_batchnorm
+from _lab_quick import quick_run
+from deepbasics.lab.experiments import (
+    _q13_gradients,
+    q09_lstm,
+    q10_overfitting,
+    q13_batch_cost,
+    q13_critical_batch,
+    q13_gradient_noise,
+    q14_batchnorm_benefits,
+    q14_batchnorm_limits,
+)
 
 EXPERIMENTS = {
     "Q9.a": q09_lstm.longest_lag,
     "Q9.b": q09_lstm.gradient_decay,
     "Q9.c": q09_lstm.exploding,
     "Q10.a": q10_overfitting.remedies,
-    "Q13.a": q13_batch_size.gradient_error,
-    "Q13.b": q13_batch_size.critical_batch,
-    "Q13.c": q13_batch_size.memory,
-    "Q13.d": q13_batch_size.step_time,
-    "Q14.a": q14_batchnorm.init_and_lr,
-    "Q14.c": q14_batchnorm.regularization,
-    "Q14.d": q14_batchnorm.small_batches,
-    "Q14.e": q14_batchnorm.recurrent,
+    "Q13.a": q13_gradient_noise.gradient_error,
+    "Q13.b": q13_critical_batch.critical_batch,
+    "Q13.c": q13_batch_cost.memory,
+    "Q13.d": q13_batch_cost.step_time,
+    "Q14.a": q14_batchnorm_benefits.init_and_lr,
+    "Q14.c": q14_batchnorm_benefits.regularization,
+    "Q14.d": q14_batchnorm_limits.small_batches,
+    "Q14.e": q14_batchnorm_limits.recurrent,
 }
-
-_CACHE: dict[str, dict] = {}
 
 
 def _quick(cid: str) -> dict:
     """``run(quick params, seed 0)``, computed once per experiment for the whole module."""
-    if cid not in _CACHE:
-        exp = EXPERIMENTS[cid]
-        _CACHE[cid] = dict(exp.run(exp.params(quick=True), 0))
-    return _CACHE[cid]
+    return quick_run(EXPERIMENTS[cid], 0)
 
 
 def test_every_claim_of_the_assignment_is_covered():
@@ -97,7 +102,7 @@ def test_per_example_gradients_match_torch_func(float64):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3, bias=False), nn.ReLU(), nn.Linear(3, 4))
     x, y = torch.randn(11, 5), torch.randint(4, (11,))
-    ours = q13_batch_size._per_example_gradients(model, x, y)
+    ours = _q13_gradients.per_example_gradients(model, x, y)
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def loss_one(p, xi, yi):
@@ -116,13 +121,13 @@ def test_per_example_gradients_match_torch_func(float64):
 def test_per_example_gradients_reject_layers_with_parameters():
     model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
     with pytest.raises(TypeError, match="Linear or parameter-free"):
-        q13_batch_size._per_example_gradients(model, torch.randn(2, 3), torch.tensor([0, 1]))
+        _q13_gradients.per_example_gradients(model, torch.randn(2, 3), torch.tensor([0, 1]))
 
 
 def test_critical_batch_fit_recovers_exact_curve():
     sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256]
     steps = [37.0 * (1 + 50.0 / b) for b in sizes]
-    s_min, b_crit = q13_batch_size._fit_critical_batch(sizes, steps)
+    s_min, b_crit = q13_critical_batch._fit_critical_batch(sizes, steps)
     assert s_min == pytest.approx(37.0, rel=1e-6)
     assert b_crit == pytest.approx(50.0, rel=1e-6)
 
@@ -130,7 +135,7 @@ def test_critical_batch_fit_recovers_exact_curve():
 def test_saved_bytes_are_affine_in_batch_size():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 4))
-    b = [q13_batch_size._saved_bytes(model, torch.randn(n, 6), torch.randint(4, (n,))) for n in (1, 2, 3, 5)]
+    b = [q13_batch_cost._saved_bytes(model, torch.randn(n, 6), torch.randint(4, (n,))) for n in (1, 2, 3, 5)]
     per_example = b[1] - b[0]
     assert per_example > 0
     assert b == [b[0] + per_example * (n - 1) for n in (1, 2, 3, 5)]
@@ -155,7 +160,7 @@ def test_forget_bias_is_set_and_kept_out_of_rnn():
 
 def test_batchnorm_lstm_keeps_statistics_per_step_and_reuses_the_last():
     torch.manual_seed(0)
-    cell = q14_batchnorm.BatchNormLSTMCell(2, 5, max_steps=3)
+    cell = q14_batchnorm_limits.BatchNormLSTMCell(2, 5, max_steps=3)
     x = torch.randn(16, 2)
     state = None
     for t in range(3):  # training mode: each step updates only its own running statistics
@@ -173,9 +178,9 @@ def test_batchnorm_lstm_keeps_statistics_per_step_and_reuses_the_last():
 def test_group_norm_cnn_swaps_every_norm():
     from deepbasics import nn as dnn
 
-    model = q14_batchnorm._cnn("group", seed=0, groups=4)
+    model = q14_batchnorm_limits._cnn("group", seed=0, groups=4)
     norms = [m for m in model.modules() if isinstance(m, dnn.GroupNorm)]
     assert [m.num_groups for m in norms] == [4, 4]
     assert model(torch.randn(3, 1, 8, 8)).shape == (3, 10)
-    layer = q14_batchnorm._cnn("layer", seed=0, groups=4)
+    layer = q14_batchnorm_limits._cnn("layer", seed=0, groups=4)
     assert [m.num_groups for m in layer.modules() if isinstance(m, dnn.GroupNorm)] == [1, 1]

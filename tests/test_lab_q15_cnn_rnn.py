@@ -13,7 +13,17 @@ import math
 import pytest
 import torch
 
-from deepbasics.lab.experiments import cnn, q15_activations, q15_update_rules, rnn
+from _lab_quick import quick_run
+from deepbasics.lab.experiments import (
+    cnn_augmentation,
+    cnn_equivariance,
+    cnn_weight_sharing,
+    q15_activations,
+    q15_optimizers,
+    q15_schedules,
+    rnn_memory,
+    rnn_stability,
+)
 from deepbasics.lab.experiments._q15_cnn_rnn import (
     full_batch_curve,
     latch_task,
@@ -23,27 +33,23 @@ from deepbasics.lab.experiments._q15_cnn_rnn import (
 )
 
 EXPERIMENTS = [
-    q15_update_rules.update_rules,
-    q15_update_rules.schedules,
+    q15_optimizers.update_rules,
+    q15_schedules.schedules,
     q15_activations.activations,
-    cnn.weight_sharing,
-    cnn.shifts,
-    cnn.receptive_field,
-    cnn.augmentation,
-    rnn.tbptt,
-    rnn.gated_cells,
-    rnn.clipping,
-    rnn.layer_norm,
+    cnn_weight_sharing.weight_sharing,
+    cnn_equivariance.shifts,
+    cnn_equivariance.receptive_field,
+    cnn_augmentation.augmentation,
+    rnn_memory.tbptt,
+    rnn_memory.gated_cells,
+    rnn_stability.clipping,
+    rnn_stability.layer_norm,
 ]
-
-_OUTPUTS: dict[str, dict] = {}
 
 
 def _quick(exp):
     """One quick run per experiment per test session (the plot test reuses it)."""
-    if exp.id not in _OUTPUTS:
-        _OUTPUTS[exp.id] = exp.run(exp.params(quick=True), 0)
-    return _OUTPUTS[exp.id]
+    return quick_run(exp, 0)
 
 
 @pytest.mark.parametrize("exp", EXPERIMENTS, ids=lambda e: e.id)
@@ -56,7 +62,7 @@ def test_quick_run_returns_every_rule_metric_finite(exp):
         assert math.isfinite(value), f"{cid}: {rule.metric} = {value}"
 
 
-@pytest.mark.parametrize("exp", [cnn.shifts, rnn.clipping], ids=lambda e: e.id)
+@pytest.mark.parametrize("exp", [cnn_equivariance.shifts, rnn_stability.clipping], ids=lambda e: e.id)
 def test_plot_smoke(exp, tmp_path):
     paths = exp.plot([_quick(exp)], exp.params(quick=True), tmp_path)
     assert paths and all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths)
@@ -75,12 +81,12 @@ def test_receptive_field_formula_matches_brute_force():
         reach = {0}  # input positions, in the coordinates of the current map, that feed output unit 0
         for k, s, d in reversed(layers):  # position p of layer l reads p*s + j*d, j = 0..k-1, of layer l-1
             reach = {p * s + j * d for p in reach for j in range(k)}
-        assert cnn._formula(layers) == max(reach) - min(reach) + 1
+        assert cnn_equivariance._formula(layers) == max(reach) - min(reach) + 1
 
 
 def test_measured_receptive_field_matches_formula():
     for layers in ([[3, 1, 1]] * 2, [[3, 2, 1], [3, 1, 2]]):
-        assert cnn._measured(layers, 40, seed=0) == cnn._formula(layers)
+        assert cnn_equivariance._measured(layers, 40, seed=0) == cnn_equivariance._formula(layers)
 
 
 def test_truncated_logits_cut_the_gradient_and_keep_the_output():

@@ -66,7 +66,11 @@ def test_seed_list_and_its_override():
     ("overrides", "error", "match"),
     [
         ({"seed": 3}, TypeError, r"unknown seed\. Did you mean seeds\?"),
-        ({"param": {}}, TypeError, "expected only the fields ids, method, quick, full, rules, seeds, timeout, plot"),
+        (
+            {"param": {}},
+            TypeError,
+            "expected only the fields ids, method, quick, full, rules, tasks, metrics, takeaways, seeds, timeout, plot",
+        ),
         ({"ids": ("Q7.z",)}, ValueError, "claim IDs from deepbasics.faq.CLAIMS, got 'Q7.z'. Did you mean Q7"),
         ({"ids": ()}, ValueError, "one or more distinct claim IDs"),
         ({"ids": ("Q7.a", "Q7.a")}, ValueError, "one or more distinct claim IDs"),
@@ -190,8 +194,9 @@ def _docstring_example() -> str:
 def test_the_authoring_guide_example_runs(tmp_path):
     """The example in ``deepbasics.lab``'s docstring declares a working experiment whose claim holds."""
     registry = Registry()
-    code = _docstring_example().replace("from deepbasics.lab import Rule, experiment, save_figure", "")
+    code = _docstring_example().replace("from deepbasics.lab import Metric, Rule, experiment, save_figure", "")
     namespace = {"__name__": "lab_docstring_example", "Rule": Rule, "experiment": registry.experiment}
+    namespace["Metric"] = lab.Metric
     namespace["save_figure"] = save_figure
     exec(compile(code, "<deepbasics.lab docstring>", "exec"), namespace)
     exp = namespace["batch_noise"]
@@ -199,5 +204,8 @@ def test_the_authoring_guide_example_runs(tmp_path):
     outputs = [exp.run(exp.params(quick=True), seed) for seed in range(2)]
     assert all(-0.6 < out["slope"] < -0.4 for out in outputs), outputs  # 1/sqrt(B) is -0.5
     assert lab.evaluate(exp.rules["Q13.a"], outputs).verdict == "holds"
+    assert exp.rules["Q13.a"].since == "0.2.0" and "slope" in exp.metrics
+    text = lab.words.render(exp.takeaways["Q13.a"], exp.metrics, {"slope": [o["slope"] for o in outputs]})
+    assert text.startswith("the mini-batch gradient's error falls like B to the power -0.")
     (path,) = exp.plot(outputs, exp.params(quick=True), tmp_path)
     assert path.read_bytes().startswith(b"\x89PNG")

@@ -318,3 +318,29 @@ def test_progress_lines_when_output_is_not_a_terminal(tmp_path, capsys, calls):
     lab.run(only="Q7.c", quick=True, out=tmp_path / "r", registry=REG, jobs=1)
     lines = capsys.readouterr().out.splitlines()
     assert "lab: 0 experiments to run, 1 reused from" in lines[0] and lines[1] == "lab: [1/1] Q7.c holds (cached)"
+
+
+def test_cache_key_covers_the_shared_helper_modules_an_experiment_imports(monkeypatch, tmp_path):
+    """Editing experiments/_deepnets.py must invalidate exactly the experiments that import it (issue 15)."""
+    from deepbasics.lab import runner
+    from deepbasics.lab.experiments import q02_gaussian, q03_3_vanishing
+
+    helper = "deepbasics.lab.experiments._deepnets"
+    assert helper in runner.experiment_modules(q03_3_vanishing.__name__)
+    assert runner.experiment_modules(q02_gaussian.__name__) == [q02_gaussian.__name__]
+    users = [e for e in lab.experiments() if helper in runner.experiment_modules(e.module)]
+    assert {e.id for e in users} >= {"Q3.3.a", "Q3.3.d"}
+
+    def key(exp):
+        params = {t: exp.params(True, t) for t in exp.task_names}
+        return runner.cache_key(exp, params, exp.seed_list())
+
+    before = {e.id: key(e) for e in lab.experiments()}
+    edited = tmp_path / "_deepnets.py"
+    real = runner._module_file(helper)
+    edited.write_bytes(real.read_bytes() + b"\n# an edit\n")
+    original = runner._module_file
+    monkeypatch.setattr(runner, "_module_file", lambda name: edited if name == helper else original(name))
+    after = {e.id: key(e) for e in lab.experiments()}
+    changed = {cid for cid in before if before[cid] != after[cid]}
+    assert changed == {e.id for e in users}

@@ -2,16 +2,18 @@
 
 This module is data, not logic: ``QUESTIONS`` lists every section of the user's FAQ
 (``shared/faq/fundamentals-faq.zh.md``) with an English title in our own words, its claims (IDs and
-wording follow ``shared/faq/claims.md``; sections marked (+) go beyond the FAQ's text), and three
+wording follow ``shared/faq/claims.md``; sections marked (+) go beyond the FAQ's text), and two
 coverage columns that each issue extends:
 
 - ``modules``: the deepbasics modules that implement the answer;
-- ``lab``: the claim IDs that have a lab experiment (``deepbasics.lab``);
 - ``doctor``: the doctor finding codes that detect the pathology in a user's run, derived from the doctor's
   code table (:data:`deepbasics.doctor.codes.TABLE`, column ``faq``), never listed here by hand.
 
-``tests/test_faq.py`` checks that every module imports, every lab ID is registered and every doctor code
-is in the doctor's closed vocabulary, so the table cannot point at something that does not exist.
+Which claims the lab measures is not kept here: ``deepbasics faq`` reads it from the lab's registry
+(:func:`deepbasics.lab.coverage`), so it cannot drift from the experiments. The FAQ's own answers and their
+English gists are in :mod:`deepbasics.faq_answers`. ``tests/test_faq.py`` checks that every module imports and
+every doctor code is in the doctor's closed vocabulary, so the table cannot point at something that does not
+exist.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ class Question:
     title: str
     claims: Mapping[str, str]
     modules: tuple[str, ...] = ()
-    lab: tuple[str, ...] = ()
     beyond_faq: bool = False
     notes: str = field(default="", compare=False)
 
@@ -60,7 +61,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q1.f": "(+) Zero or constant initialization never breaks the symmetry between the units of a layer.",
         },
         modules=("deepbasics.init", "deepbasics.doctor"),
-        lab=("Q1.a", "Q1.b", "Q1.c", "Q1.d", "Q1.e", "Q1.f"),
     ),
     _q(
         "Q2",
@@ -72,7 +72,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q2.c": "The univariate and multivariate normal densities are as the FAQ writes them.",
         },
         modules=("deepbasics.gaussian",),
-        lab=("Q2.a", "Q2.b", "Q2.c"),
     ),
     _q(
         "Q3.1",
@@ -91,7 +90,6 @@ QUESTIONS: tuple[Question, ...] = (
             "deepbasics.doctor",
             "deepbasics.autodiff",
         ),
-        lab=("Q3.1.a", "Q3.1.b", "Q3.1.c", "Q3.1.d"),
     ),
     _q(
         "Q3.2",
@@ -103,7 +101,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q3.2.c": "Adaptive methods (AdaDelta, Adam) escape saddle points faster than plain gradient descent.",
         },
         modules=("deepbasics.optim", "deepbasics.curvature", "deepbasics.doctor", "deepbasics.autodiff"),
-        lab=("Q3.2.a", "Q3.2.b", "Q3.2.c"),
     ),
     _q(
         "Q3.3",
@@ -129,7 +126,6 @@ QUESTIONS: tuple[Question, ...] = (
             "deepbasics.probe",
             "deepbasics.doctor",
         ),
-        lab=("Q3.3.a", "Q3.3.b", "Q3.3.c", "Q3.3.d", "Q3.3.e", "Q3.3.f", "Q3.3.g", "Q3.3.h", "Q3.3.i", "Q3.3.j"),
     ),
     _q(
         "Q4",
@@ -140,7 +136,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q4.c": "A maxout unit approximates any convex function, the error falling with more pieces.",
         },
         modules=("deepbasics.activations", "deepbasics.curvature", "deepbasics.train"),
-        lab=("Q4.a", "Q4.b", "Q4.c"),
     ),
     _q(
         "Q5",
@@ -150,7 +145,6 @@ QUESTIONS: tuple[Question, ...] = (
             "stays proportional to the error, so the network trains faster.",
         },
         modules=("deepbasics.losses", "deepbasics.doctor"),
-        lab=("Q5.a",),
     ),
     _q(
         "Q6",
@@ -160,7 +154,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q6.b": "With the penalty an over-parameterized model overfits less.",
         },
         modules=("deepbasics.losses", "deepbasics.train"),
-        lab=("Q6.a", "Q6.b"),
     ),
     _q(
         "Q7",
@@ -171,7 +164,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q7.c": "Minimizing a classifier's cross-entropy is maximum likelihood.",
         },
         modules=("deepbasics.information", "deepbasics.losses"),
-        lab=("Q7.a", "Q7.b", "Q7.c"),
         beyond_faq=True,
     ),
     _q(
@@ -183,7 +175,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q8.b": "Naive log(softmax(x)) underflows to -inf; log-softmax through log-sum-exp stays finite.",
         },
         modules=("deepbasics.numerics", "deepbasics.nonfinite", "deepbasics.doctor"),
-        lab=("Q8.a", "Q8.b"),
     ),
     _q(
         "Q9",
@@ -194,7 +185,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q9.c": "The LSTM does not prevent exploding gradients; clipping is still needed.",
         },
         modules=("deepbasics.nn", "deepbasics.data"),
-        lab=("Q9.a", "Q9.b", "Q9.c"),
     ),
     _q(
         "Q10",
@@ -204,7 +194,6 @@ QUESTIONS: tuple[Question, ...] = (
             "test error on an over-parameterized model trained on little data.",
         },
         modules=("deepbasics.nn", "deepbasics.train", "deepbasics.data", "deepbasics.doctor"),
-        lab=("Q10.a",),
     ),
     _q(
         "Q11",
@@ -216,7 +205,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q11.c": "Gradient descent diverges along the top eigenvector once lr > 2 / lambda_max.",
         },
         modules=("deepbasics.autodiff", "deepbasics.curvature", "deepbasics.doctor"),
-        lab=("Q11.a", "Q11.b", "Q11.c"),
         beyond_faq=True,
     ),
     _q(
@@ -238,7 +226,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q13.f": "(+) The gradient noise scale predicts the critical batch size.",
         },
         modules=("deepbasics.noise", "deepbasics.doctor"),
-        lab=("Q13.a", "Q13.b", "Q13.c", "Q13.d", "Q13.e", "Q13.f"),
     ),
     _q(
         "Q14",
@@ -251,7 +238,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q14.e": "It does not suit recurrent networks; layer normalization does.",
         },
         modules=("deepbasics.nn", "deepbasics.doctor"),
-        lab=("Q14.a", "Q14.b", "Q14.c", "Q14.d", "Q14.e"),
     ),
     _q(
         "Q15",
@@ -262,7 +248,6 @@ QUESTIONS: tuple[Question, ...] = (
             "Q15.c": "Activation functions compared on trainable depth and speed; dying ReLUs and leaky variants.",
         },
         modules=("deepbasics.activations", "deepbasics.optim", "deepbasics.doctor"),
-        lab=("Q15.a", "Q15.b", "Q15.c"),
         beyond_faq=True,
     ),
     _q(
@@ -275,7 +260,6 @@ QUESTIONS: tuple[Question, ...] = (
             "CNN.d": "Data augmentation improves test accuracy on small image sets.",
         },
         modules=("deepbasics.nn", "deepbasics.data"),
-        lab=("CNN.a", "CNN.b", "CNN.c", "CNN.d"),
         beyond_faq=True,
     ),
     _q(
@@ -288,7 +272,6 @@ QUESTIONS: tuple[Question, ...] = (
             "RNN.d": "Layer normalization inside the recurrent cell speeds up and stabilizes training.",
         },
         modules=("deepbasics.nn", "deepbasics.data", "deepbasics.optim"),
-        lab=("RNN.a", "RNN.b", "RNN.c", "RNN.d"),
         beyond_faq=True,
     ),
     _q(
@@ -298,7 +281,6 @@ QUESTIONS: tuple[Question, ...] = (
             "REF.mnist1d": "Our reference models reproduce MNIST-1D's published test accuracies (Greydanus & Kobak).",
         },
         modules=("deepbasics.data",),
-        lab=("REF.mnist1d",),
         beyond_faq=True,
         notes="Not claims of the FAQ (so not in claims.md): checks that the lab's tasks and training recipes "
         "give the numbers their authors published.",

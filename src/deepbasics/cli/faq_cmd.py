@@ -1,4 +1,8 @@
-"""``deepbasics faq``: the FAQ's questions and where deepbasics answers each."""
+"""``deepbasics faq``: the FAQ's questions and where deepbasics answers each.
+
+The lab column comes from the lab's registry (:func:`deepbasics.lab.coverage`): the claims that an experiment
+measures, never a hand-kept list.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ def faq(
     claims: bool = typer.Option(False, "--claims", help="Also list every claim under its question."),
 ) -> None:
     """List the FAQ's questions and, for each, the modules, lab claim IDs and doctor codes that cover it."""
+    from deepbasics.lab import coverage
+
+    lab = coverage()
     if as_json:
         rows = [
             {
@@ -29,7 +36,7 @@ def faq(
                 "title": q.title,
                 "claims": dict(q.claims),
                 "modules": list(q.modules),
-                "lab": list(q.lab),
+                "lab": lab.get(q.id, []),
                 "doctor": list(q.doctor),
                 "beyond_faq": q.beyond_faq,
             }
@@ -47,5 +54,5 @@ def faq(
         title = q.title
         if claims and q.claims:
             title += "\n" + "\n".join(f"[dim]{cid}[/] {text}" for cid, text in q.claims.items())
-        table.add_row(q.id, title, _cell(q.modules), _cell(q.lab), _cell(q.doctor))
+        table.add_row(q.id, title, _cell(q.modules), _cell(tuple(lab.get(q.id, ()))), _cell(q.doctor))
     Console().print(table)

@@ -29,8 +29,21 @@ app.add_typer(lab_app, name="lab")
 _STYLE = {"holds": "bold green", "does_not_hold": "bold red", "inconclusive": "bold yellow", "error": "bold magenta"}
 
 
+def _why(r) -> str:
+    """The key number in words, then the rule's reason; with tasks, one line per task after the scoped sentence."""
+    from deepbasics.lab.report import LABELS
+
+    if not r.tasks:
+        return f"{r.key_number}\n[dim]{r.reason}[/]" if r.key_number else r.reason
+    lines = [r.sentence]
+    for t in r.tasks:
+        verdict = f"[{_STYLE[t.verdict.value]}]{LABELS[t.verdict.value]}[/]"
+        lines.append(f"{t.label}: {verdict}, {t.key_number.partition(': ')[2] or t.reason}")
+    return "\n".join(lines)
+
+
 def _summary_table(results: list) -> Table:
-    from deepbasics.lab.report import LABELS, fmt
+    from deepbasics.lab.report import fmt
 
     table = Table(title="deepbasics lab: verdicts", show_lines=False)
     for name, style in (("claim", "bold cyan"), ("question", ""), ("verdict", ""), ("why", ""), ("time", "dim")):
@@ -39,9 +52,9 @@ def _summary_table(results: list) -> Table:
     for r in results:
         question = f"{r.question_id} {r.question}" if r.question_id != previous else ""
         previous = r.question_id
-        verdict = f"[{_STYLE[r.verdict.value]}]{LABELS[r.verdict.value]}[/]"
+        verdict = f"[{_STYLE[r.verdict.value]}]{r.label}[/]"
         time = f"{fmt(r.seconds)} s" + (" (cached)" if r.cached else "")
-        table.add_row(r.id, question, verdict, r.reason, time)
+        table.add_row(r.id, question, verdict, _why(r), time)
     return table
 
 
@@ -87,6 +100,17 @@ def lab(
         raise typer.Exit(1)
 
 
+def _rule_text(exp, cid: str) -> str:
+    """The rule, the version it was declared in, its earlier forms, and the tasks it judges."""
+    rule = exp.rules[cid]
+    text = rule.describe() + (f" [dim](since {rule.since})[/]" if rule.since else "")
+    for revision in rule.history:
+        text += f"\n[dim]changed in {revision.changed_in}; was: {revision.describe()}[/]"
+    if exp.tasks:
+        text += "\n[dim]on tasks: " + ", ".join(t.name + ("*" if t.applies else "") for t in exp.tasks) + "[/]"
+    return text
+
+
 @lab_app.command("list")
 def list_experiments(
     all_claims: Annotated[
@@ -98,7 +122,11 @@ def list_experiments(
     from deepbasics.lab import experiments
 
     covered = {cid: exp for exp in experiments() for cid in exp.ids}
-    table = Table(title="deepbasics lab: claims and their rules", show_lines=True)
+    table = Table(
+        title="deepbasics lab: claims and their rules",
+        caption="tasks marked * are those where the claim is meant to apply",
+        show_lines=True,
+    )
     for name, style in (("claim", "bold cyan"), ("question", ""), ("claim text", ""), ("rule", "green")):
         table.add_column(name, style=style, overflow="fold")
     for q in QUESTIONS:
@@ -106,7 +134,7 @@ def list_experiments(
             exp = covered.get(cid)
             if exp is None and not all_claims:
                 continue
-            rule = exp.rules[cid].describe() if exp is not None else "[dim]no experiment yet[/]"
+            rule = _rule_text(exp, cid) if exp is not None else "[dim]no experiment yet[/]"
             table.add_row(cid, f"{q.id} {q.title}", text, rule)
     Console().print(table)
     if not covered:

@@ -8,11 +8,21 @@ The record (JSON) is the unit of the cache::
 
     {"key": ..., "token": ..., "experiment": "Q2.a", "outputs": [{...seed 0...}, ...],
      "seed_seconds": [...], "figures": ["ks_vs_n.png"], "seconds": 3.2, "error": null}
+
+An experiment with tasks runs every ``(task, seed)`` pair; its record keeps one such part per task, and the
+top level lists every figure (relative to the experiment's folder) and the first task error::
+
+    {..., "outputs": [], "figures": ["digits/acc.png", "mnist1d/acc.png"], "error": null,
+     "tasks": {"digits": {"outputs": [...], "seed_seconds": [...], "figures": ["acc.png"], "seconds": 4.1,
+                          "error": null}, "mnist1d": {...}}}
+
+A task that raises does not stop the others (its error is kept with it), but makes the record an error.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import random
 import sys
@@ -27,17 +37,20 @@ import torch
 
 from ._files import to_jsonable, write_json_atomic
 from .figures import check_figures
-from .registry import Experiment, locate
+from .registry import Experiment
 
-__all__ = ["Task", "execute", "log_path", "main", "seed_everything"]
+__all__ = ["Job", "execute", "locate", "log_path", "main", "seed_everything"]
 
 
 @dataclass(frozen=True)
-class Task:
-    """Everything a worker needs, as plain picklable data (the experiment travels as its locator)."""
+class Job:
+    """Everything a worker needs, as plain picklable data (the experiment travels as its locator).
+
+    ``params`` maps each task name to its parameters (``{None: params}`` for an experiment without tasks).
+    """
 
     locator: tuple[str, str, str]
-    params: dict[str, Any]
+    params: dict[str | None, dict[str, Any]]
     seeds: tuple[int, ...]
     figdir: str
     record_path: str
@@ -46,6 +59,16 @@ class Task:
     cwd: str = field(default_factory=os.getcwd)
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     sys_path: list[str] = field(default_factory=lambda: list(sys.path))
+
+
+def locate(module: str, qualname: str, exp_id: str) -> Experiment:
+    """Find an experiment by importing the module that declares it (worker processes do this)."""
+    mod = importlib.import_module(module)
+    candidates = [getattr(mod, qualname, None), *vars(mod).values()]
+    for obj in candidates:
+        if isinstance(obj, Experiment) and obj.id == exp_id:
+            return obj
+    raise LookupError(f"experiment {exp_id}: expected it in module {module} as {qualname}, found nothing there.")
 
 
 def log_path(record_path: str | Path) -> Path:
@@ -60,58 +83,83 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def execute(exp: Experiment, params: dict[str, Any], seeds: tuple[int, ...], figdir: Path) -> dict[str, Any]:
-    """Run ``exp`` for each seed and plot it; exceptions become the record's ``error`` (with traceback)."""
-    record: dict[str, Any] = {"experiment": exp.id, "outputs": [], "seed_seconds": [], "figures": [], "error": None}
+def _run_task(exp: Experiment, params: dict[str, Any], seeds: tuple[int, ...], figdir: Path) -> dict[str, Any]:
+    """Run ``exp`` for each seed on one task and plot it; exceptions become the part's ``error`` (with traceback)."""
+    part: dict[str, Any] = {"outputs": [], "seed_seconds": [], "figures": [], "error": None}
     start = time.perf_counter()
     try:
         for seed in seeds:
             seed_everything(seed)
             t0 = time.perf_counter()
             out = exp.run(copy.deepcopy(params), seed)
-            record["seed_seconds"].append(time.perf_counter() - t0)
+            part["seed_seconds"].append(time.perf_counter() - t0)
             if not isinstance(out, dict):
                 raise TypeError(f"run(params, seed={seed}): expected a dict of metrics, got {type(out).__name__}.")
-            record["outputs"].append(to_jsonable(out, f"seed {seed} output"))
+            part["outputs"].append(to_jsonable(out, f"seed {seed} output"))
         if exp.plot is not None:
             figdir.mkdir(parents=True, exist_ok=True)
-            paths = exp.plot(copy.deepcopy(record["outputs"]), copy.deepcopy(params), figdir)
-            record["figures"] = check_figures(paths, figdir)
+            paths = exp.plot(copy.deepcopy(part["outputs"]), copy.deepcopy(params), figdir)
+            part["figures"] = check_figures(paths, figdir)
     except (Exception, SystemExit):
-        record["error"] = traceback.format_exc()
+        part["error"] = traceback.format_exc()
     finally:
         if "matplotlib.pyplot" in sys.modules:
             sys.modules["matplotlib.pyplot"].close("all")
-    record["seconds"] = time.perf_counter() - start
-    return record
+    part["seconds"] = time.perf_counter() - start
+    return part
 
 
-def _setup(task: Task) -> None:
+def execute(
+    exp: Experiment, params: dict[str | None, dict[str, Any]], seeds: tuple[int, ...], figdir: Path
+) -> dict[str, Any]:
+    """Run every ``(task, seed)`` pair of ``exp`` and plot each task; build the record (see the module docstring).
+
+    ``params`` maps task names to parameters; ``{None: params}`` runs an experiment without tasks.
+    """
+    start = time.perf_counter()
+    if list(params) == [None]:
+        record = {"experiment": exp.id, **_run_task(exp, params[None], seeds, figdir)}
+        record["seconds"] = time.perf_counter() - start
+        return record
+    tasks = {name: _run_task(exp, task_params, seeds, figdir / name) for name, task_params in params.items()}
+    errors = [f"task {name}: {part['error']}" for name, part in tasks.items() if part["error"]]
+    return {
+        "experiment": exp.id,
+        "outputs": [],
+        "seed_seconds": [],
+        "figures": [f"{name}/{fig}" for name, part in tasks.items() for fig in part["figures"]],
+        "error": errors[0] if errors else None,
+        "tasks": tasks,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _setup(job: Job) -> None:
     # A forked worker inherits the fork server's state from when it started; take the caller's instead.
     if hasattr(os, "setpgrp"):
         os.setpgrp()  # its own process group, so a timeout kills its children too (runner._kill)
-    log = os.open(log_path(task.record_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    log = os.open(log_path(job.record_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)  # prints and warnings go to out/.cache/<id>.log, not through the progress bar
     os.dup2(log, 2)
-    os.chdir(task.cwd)
+    os.chdir(job.cwd)
     os.environ.clear()
-    os.environ.update(task.env)
-    sys.path[:] = task.sys_path
+    os.environ.update(job.env)
+    sys.path[:] = job.sys_path
     torch.set_num_threads(1)  # one process per core: intra-op threads would oversubscribe the machine
     import matplotlib
 
     matplotlib.use("Agg")
 
 
-def main(task: Task) -> None:
+def main(job: Job) -> None:
     """Worker entry point: set up, locate the experiment, run it, and write the record atomically."""
-    _setup(task)
+    _setup(job)
     try:
-        exp = locate(*task.locator)
+        exp = locate(*job.locator)
     except Exception:
-        record = {"experiment": task.locator[2], "outputs": [], "figures": [], "seconds": 0.0}
+        record = {"experiment": job.locator[2], "outputs": [], "figures": [], "seconds": 0.0}
         record["error"] = traceback.format_exc()
     else:
-        record = execute(exp, task.params, task.seeds, Path(task.figdir))
-    record.update(key=task.key, token=task.token)
-    write_json_atomic(Path(task.record_path), record)
+        record = execute(exp, job.params, job.seeds, Path(job.figdir))
+    record.update(key=job.key, token=job.token)
+    write_json_atomic(Path(job.record_path), record)

@@ -6,6 +6,7 @@ which claims finished, with which verdict, how long they took and how far the ru
     lab: 49 experiments to run, 0 reused from lab-report/.cache
     lab: [ 1/49] Q2.a holds (3.1 s)
     lab: [ 2/49] Q3.3.a holds, Q3.3.b inconclusive (12.4 s)
+    lab: [ 3/49] CNN.a holds on MNIST-1D [digits: does not hold, mnist1d: holds] (95.0 s)
     ...
     lab: done in 401.2 s: 66 claims, 48 holds, 9 does not hold, 9 inconclusive, 0 error
 
@@ -42,8 +43,16 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def _verdict(r: Result) -> str:
+    """``"Q2.a holds"``; with tasks the per-task verdicts follow: ``"CNN.a holds on MNIST-1D [digits: ...]"``."""
+    if not r.tasks:
+        return f"{r.id} {r.label}"
+    per_task = ", ".join(f"{t.name}: {t.verdict.value.replace('_', ' ')}" for t in r.tasks)
+    return f"{r.id} {r.label} [{per_task}]"
+
+
 def _verdicts(results: Sequence[Result]) -> str:
-    return ", ".join(f"{r.id} {r.verdict.value.replace('_', ' ')}" for r in results) or "no claims"
+    return ", ".join(_verdict(r) for r in results) or "no claims"
 
 
 class Progress:

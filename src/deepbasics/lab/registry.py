@@ -1,8 +1,10 @@
 """The experiment registry: each experiment declared as data (asv-style), found by its FAQ claim IDs.
 
 An :class:`Experiment` is a frozen record of what is measured and how it is judged: the claim IDs it
-covers, a short method, the parameters of the ``quick`` and ``full`` modes, the number of seeds, a timeout,
-and one :class:`~deepbasics.lab.rules.Rule` per claim ID, all fixed before anything runs. Everything is
+covers, a short method, the parameters of the ``quick`` and ``full`` modes, the tasks it runs on (optional),
+the number of seeds, a timeout, one :class:`~deepbasics.lab.rules.Rule` per claim ID, and how its numbers read
+(:class:`~deepbasics.lab.words.Metric` descriptions, one takeaway template per claim), all fixed before anything
+runs. Everything is
 validated when the module that declares it is imported, so a typo fails at once, not after an hour of
 training. The question and claim texts come from :mod:`deepbasics.faq`; they are never restated here.
 
@@ -14,12 +16,13 @@ Reference: airspeed velocity (asv), "Writing benchmarks": benchmark attributes `
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import importlib
 import inspect
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,14 +31,24 @@ from .._checks import check_int, check_positive, fail
 from ..faq import CLAIMS, question_of
 from .rules import Rule
 from .selection import parse_only
+from .tasks import Task, check_tasks
+from .words import Metric, check_metrics, check_takeaways
 
-__all__ = ["FIELDS", "REGISTRY", "Experiment", "PlotFn", "Registry", "RunFn", "experiment", "experiments", "locate"]
+__all__ = [
+    "FIELDS",
+    "REGISTRY",
+    "Experiment",
+    "PlotFn",
+    "Registry",
+    "RunFn",
+    "coverage",
+    "experiment",
+    "experiments",
+]
 
 RunFn = Callable[[dict[str, Any], int], Mapping[str, Any]]
 PlotFn = Callable[[list[dict[str, Any]], dict[str, Any], Path], list[Path]]
 
-#: The fields an experiment declares; anything else is rejected with this list.
-FIELDS: tuple[str, ...] = ("ids", "method", "quick", "full", "rules", "seeds", "timeout", "plot")
 _ORDER = {cid: i for i, cid in enumerate(CLAIMS)}
 
 
@@ -71,10 +84,16 @@ class Experiment:
         run: ``run(params: dict, seed: int) -> dict``, the per-seed measurement (JSON-able values).
         method: what is measured and how, in two or three sentences.
         quick, full: the parameters of each mode (same keys; JSON data). ``run`` gets a fresh copy.
-        rules: ``{claim_id: Rule}``, exactly one rule per ID in ``ids``.
+        rules: ``{claim_id: Rule}``, exactly one rule per ID in ``ids``; the same rule judges every task.
+        tasks: ``(Task(...), ...)``: the tasks to measure on (:mod:`deepbasics.lab.tasks`); empty (default) for
+            one implicit task, in which case ``run`` gets the mode's parameters unchanged (no ``"task"`` key).
+        metrics: ``{metric_name: Metric(label, unit=..., scale=...)}``: how the numbers read in the report.
+        takeaways: ``{claim_id: template}``: one plain-language sentence per claim with ``{metric}``
+            placeholders, filled with the measured numbers per task (:mod:`deepbasics.lab.words`).
         seeds: how many seeds (``0..seeds-1``) to run (default 3); ``1`` for ``spread="value"`` rules.
-        timeout: seconds allowed for all seeds and the plot together (default 300), in either mode.
-        plot: ``plot(outputs: list[dict], params: dict, outdir: Path) -> list[Path]`` or ``None``.
+        timeout: seconds allowed for all tasks, seeds and plots together (default 300), in either mode.
+        plot: ``plot(outputs: list[dict], params: dict, outdir: Path) -> list[Path]`` or ``None``; with tasks it is
+            called once per task with that task's outputs and params, and its own ``outdir``.
     """
 
     ids: tuple[str, ...]
@@ -83,6 +102,9 @@ class Experiment:
     quick: Mapping[str, Any]
     full: Mapping[str, Any]
     rules: Mapping[str, Rule]
+    tasks: tuple[Task, ...] = ()
+    metrics: Mapping[str, Metric] = field(default_factory=dict)
+    takeaways: Mapping[str, str] = field(default_factory=dict)
     seeds: int = 3
     timeout: float = 300.0
     plot: PlotFn | None = None
@@ -148,6 +170,9 @@ class Experiment:
             if not isinstance(rule, Rule):
                 raise fail(TypeError, f"rules[{cid!r}]", "a Rule", type(rule).__name__, 'Write Rule("m", ">", 0).')
         object.__setattr__(self, "rules", MappingProxyType({cid: self.rules[cid] for cid in ids}))
+        object.__setattr__(self, "tasks", check_tasks(self.tasks, set(quick)))
+        object.__setattr__(self, "metrics", MappingProxyType(check_metrics(self.metrics)))
+        object.__setattr__(self, "takeaways", MappingProxyType(check_takeaways(self.takeaways, ids, self.metrics)))
         seeds = check_int(self.seeds, "seeds", low=1)
         if seeds != 1 and self._deterministic:
             raise fail(
@@ -195,9 +220,27 @@ class Experiment:
         """``module.function`` of the run function."""
         return f"{self.module}.{self.run.__qualname__}"
 
-    def params(self, quick: bool) -> dict[str, Any]:
-        """A fresh, mutable copy of the ``quick`` or ``full`` parameters."""
-        return copy.deepcopy(dict(self.quick if quick else self.full))
+    def params(self, quick: bool, task: str | None = None) -> dict[str, Any]:
+        """A fresh, mutable copy of the parameters ``run`` gets in a mode, on a task (if the experiment has tasks).
+
+        With tasks: ``{**mode_params, **task_overrides, "task": task}``; ``task`` must name one of them.
+        Without: the mode's parameters, and ``task`` must be ``None``.
+        """
+        base = copy.deepcopy(dict(self.quick if quick else self.full))
+        if not self.tasks:
+            if task is not None:
+                raise fail(ValueError, "task", "None (this experiment has no tasks)", repr(task), "Drop task=.")
+            return base
+        by_name = {t.name: t for t in self.tasks}
+        if task not in by_name:
+            raise fail(ValueError, "task", f"one of the experiment's tasks {list(by_name)}", repr(task), "")
+        overrides = json.loads(json.dumps(dict(by_name[task].overrides(quick))))  # tuples -> lists, as in params
+        return {**base, **overrides, "task": task}
+
+    @property
+    def task_names(self) -> tuple[str | None, ...]:
+        """The names of the tasks, in order; ``(None,)`` for an experiment without tasks."""
+        return tuple(t.name for t in self.tasks) or (None,)
 
     def seed_list(self, override: int | None = None) -> tuple[int, ...]:
         """The seeds to run: ``0..n-1`` with ``n = override or self.seeds``; a ``value`` rule always runs once."""
@@ -209,22 +252,17 @@ class Experiment:
         return any(r.spread == "value" for r in self.rules.values())
 
     def __repr__(self) -> str:
-        return f"Experiment(ids={self.ids}, run={self.name}, seeds={self.seeds}, timeout={self.timeout:g})"
+        tasks = f", tasks={[t.name for t in self.tasks]}" if self.tasks else ""
+        return f"Experiment(ids={self.ids}, run={self.name}{tasks}, seeds={self.seeds}, timeout={self.timeout:g})"
 
     @property
     def locator(self) -> tuple[str, str, str]:
-        """``(module, qualname, id)``: how a worker process finds the experiment again (see :func:`locate`)."""
+        """``(module, qualname, id)``: how a worker process finds the experiment again (``_worker.locate``)."""
         return (self.module, self.run.__qualname__, self.id)
 
 
-def locate(module: str, qualname: str, exp_id: str) -> Experiment:
-    """Find an experiment by importing the module that declares it (worker processes do this)."""
-    mod = importlib.import_module(module)
-    candidates = [getattr(mod, qualname, None), *vars(mod).values()]
-    for obj in candidates:
-        if isinstance(obj, Experiment) and obj.id == exp_id:
-            return obj
-    raise LookupError(f"experiment {exp_id}: expected it in module {module} as {qualname}, found nothing there.")
+#: The fields an experiment declares (those of :class:`Experiment` but ``run``); anything else is rejected.
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Experiment) if f.name != "run")
 
 
 class Registry:
@@ -258,6 +296,9 @@ class Registry:
         quick: Mapping[str, Any],
         full: Mapping[str, Any],
         rules: Mapping[str, Rule],
+        tasks: Iterable[Task] = (),
+        metrics: Mapping[str, Metric] | None = None,
+        takeaways: Mapping[str, str] | None = None,
         seeds: int = 3,
         timeout: float = 300.0,
         plot: PlotFn | None = None,
@@ -276,7 +317,18 @@ class Registry:
             raise TypeError(
                 f"experiment: expected only the fields {', '.join(FIELDS)}, got unknown {', '.join(bad)}.{hint}"
             )
-        fields = dict(ids=ids, method=method, quick=quick, full=full, rules=rules, seeds=seeds, timeout=timeout)
+        fields = dict(
+            ids=ids,
+            method=method,
+            quick=quick,
+            full=full,
+            rules=rules,
+            tasks=tasks,
+            metrics={} if metrics is None else metrics,
+            takeaways={} if takeaways is None else takeaways,
+            seeds=seeds,
+            timeout=timeout,
+        )
 
         def decorate(run: RunFn) -> Experiment:
             return self.add(Experiment(run=run, plot=plot, **fields))
@@ -319,8 +371,8 @@ class Registry:
 #: The default registry: every experiment of :mod:`deepbasics.lab.experiments`.
 REGISTRY = Registry()
 
-#: ``@experiment(ids=..., method=..., quick=..., full=..., rules=..., seeds=3, timeout=300.0, plot=None)``
-#: declares and registers an experiment in the default registry.
+#: ``@experiment(ids=..., method=..., quick=..., full=..., rules=..., tasks=(), metrics={}, takeaways={}, seeds=3,
+#: timeout=300.0, plot=None)`` declares and registers an experiment in the default registry.
 experiment = REGISTRY.experiment
 
 
@@ -333,3 +385,11 @@ def default_registry() -> Registry:
 def experiments() -> list[Experiment]:
     """Every registered experiment of the lab, in the FAQ's order (imports the experiment modules first)."""
     return default_registry().experiments()
+
+
+def coverage() -> dict[str, list[str]]:
+    """Question ID -> the claim IDs the lab measures, from the registry (``deepbasics faq`` prints this)."""
+    out: dict[str, list[str]] = {}
+    for cid in default_registry().claim_ids():
+        out.setdefault(question_of(cid).id, []).append(cid)
+    return out

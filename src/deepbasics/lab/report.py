@@ -7,7 +7,16 @@ linked by relative path. The templates ship with the package (``deepbasics/lab/t
 ``results.json`` is a list with one object per claim ID: ``id``, ``question_id``, ``question``, ``claim``,
 ``verdict``, ``reason``, ``rule``, ``metric``, ``metrics`` (name -> per-seed list; NaN/inf as ``null``),
 ``figures`` (relative to the report folder), ``seconds``, ``error``, ``experiment``, ``method``, ``seeds``,
-``mode``, ``cached``.
+``mode``, ``cached``, and (since 0.2.0) ``scope`` (the tasks where a scoped ``holds`` held, else ``null``),
+``sentence`` (the verdict over tasks in words), ``tasks`` (``null``, or task name -> ``label``, ``data``,
+``applies``, ``why``, ``verdict``, ``reason``, ``metrics``, ``figures``, ``seconds``, ``key_number``,
+``takeaway``, ``error``), ``key_number`` and ``takeaway`` (in words, from the measurement), ``rule_since``,
+``rule_history`` (``changed_in``, ``what``, ``was``, ``reason``) and ``faq`` (the question's FAQ section
+``key``, its Chinese ``text`` and the English ``gist``; ``null`` for questions beyond the FAQ).
+
+The HTML and Markdown show, per question, the FAQ's answer (Chinese, folded) with its English gist; per
+claim, the verdict (scoped to tasks where it applies), the takeaway, the key number in words, the per-task
+table, the rule with the version it was declared in and its history of changes.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ._files import finite_or_none, write_json_atomic, write_text_atomic
 from .result import Result
 from .rules import Verdict
@@ -53,9 +62,19 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{fmt(statistics.fmean(values))} ± {fmt(statistics.stdev(values))}"
 
 
-def _key_number(result: Result) -> str:
-    values = result.metrics.get(result.metric)
-    return f"{result.metric} = {_mean_std(values)}" if values else "-"
+def _faq(question_id: str) -> dict[str, Any] | None:
+    from ..faq_answers import answer
+
+    found = answer(question_id)
+    if found is None:
+        return None
+    return {"key": found.key, "title": found.title, "text": found.text, "gist": found.gist, "has_text": found.has_text}
+
+
+def _plain(markdown: str) -> str:
+    """The FAQ's Markdown for the HTML page, shown as text: bold markers and heading hashes dropped."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", markdown)
+    return re.sub(r"^#{1,6}\s+", "", text, flags=re.M)
 
 
 def _claim_view(r: Result) -> dict[str, Any]:
@@ -63,32 +82,64 @@ def _claim_view(r: Result) -> dict[str, Any]:
         "id": r.id,
         "claim": r.claim,
         "verdict": r.verdict.value,
-        "label": LABELS[r.verdict.value],
+        "label": r.label,
         "reason": r.reason,
         "rule": r.rule,
-        "key": _key_number(r),
+        "since": r.rule_since,
+        "history": list(r.rule_history),
+        "key": r.key_number or "-",
+        "takeaway": r.takeaway,
+        "sentence": r.sentence,
+        "scoped": r.scope is not None,
+        "tasks": [
+            {
+                "label": task.label,
+                "applies": task.applies,
+                "why": task.why,
+                "verdict": task.verdict.value,
+                "verdict_label": LABELS[task.verdict.value],
+                "key": task.key_number.partition(": ")[2] or "-",
+                "reason": task.reason,
+            }
+            for task in r.tasks
+        ],
         "contradicts": r.contradicts_faq,
     }
+
+
+def _metric_rows(metrics: Mapping[str, Sequence[float]], judged: set[str], task: str = "") -> list[dict[str, Any]]:
+    return [
+        {
+            "task": task,
+            "name": name,
+            "summary": _mean_std(values),
+            "per_seed": ", ".join(fmt(v) for v in values),
+            "judged": name in judged,
+        }
+        for name, values in metrics.items()
+    ]
 
 
 def _experiment_view(group: list[Result]) -> dict[str, Any]:
     first = group[0]
     judged = {r.metric for r in group}
+    if first.tasks:
+        metrics = [row for task in first.tasks for row in _metric_rows(task.metrics, judged, task.label)]
+        figures = [{"task": task.label, "path": f} for task in first.tasks for f in task.figures]
+    else:
+        metrics = _metric_rows(first.metrics, judged)
+        figures = [{"task": "", "path": f} for f in first.figures]
     return {
         "id": first.experiment,
         "ids": [r.id for r in group],
         "method": first.method,
-        "figures": list(first.figures),
+        "figures": figures,
         "claims": [_claim_view(r) for r in group],
-        "metrics": [
-            {
-                "name": name,
-                "summary": _mean_std(values),
-                "per_seed": ", ".join(fmt(v) for v in values),
-                "judged": name in judged,
-            }
-            for name, values in first.metrics.items()
+        "tasks": [
+            {"label": t.label, "data": t.data, "applies": t.applies, "why": t.why, "seconds": t.seconds}
+            for t in first.tasks
         ],
+        "metrics": metrics,
         "seconds": first.seconds,
         "cached": first.cached,
         "seeds": len(first.seeds),
@@ -100,13 +151,16 @@ def _context(results: Sequence[Result], meta: Mapping[str, Any]) -> dict[str, An
     questions: dict[str, dict[str, Any]] = {}
     experiments: dict[str, list[Result]] = {}
     for r in results:
-        questions.setdefault(r.question_id, {"id": r.question_id, "title": r.question, "experiments": []})
+        questions.setdefault(
+            r.question_id, {"id": r.question_id, "title": r.question, "experiments": [], "faq": _faq(r.question_id)}
+        )
         experiments.setdefault(r.experiment, []).append(r)
     for group in experiments.values():
         questions[group[0].question_id]["experiments"].append(_experiment_view(group))
     for q in questions.values():
         q["claims"] = [c for e in q["experiments"] for c in e["claims"]]
         q["contradicted"] = [c["id"] for c in q["claims"] if c["contradicts"]]
+        q["scoped"] = [c for c in q["claims"] if c["scoped"]]
     counts = {v: sum(r.verdict.value == v for r in results) for v in LABELS}
     import torch
 
@@ -118,7 +172,14 @@ def _context(results: Sequence[Result], meta: Mapping[str, Any]) -> dict[str, An
         "machine": f"{platform.system()} {platform.machine()}",
         **meta,
     }
-    return {"questions": list(questions.values()), "counts": counts, "labels": LABELS, "meta": meta, "n": len(results)}
+    return {
+        "questions": list(questions.values()),
+        "counts": counts,
+        "scoped": sum(r.scope is not None for r in results),
+        "labels": LABELS,
+        "meta": meta,
+        "n": len(results),
+    }
 
 
 def _environment() -> Any:
@@ -134,6 +195,7 @@ def _environment() -> Any:
     env.filters["seconds"] = lambda s: f"{s:.1f} s" if s >= 0.1 else f"{1000 * s:.0f} ms"
     env.filters["url"] = lambda path: urllib.parse.quote(str(path))  # a relative link, spaces and all
     env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    env.filters["plain"] = _plain
     return env
 
 
@@ -146,7 +208,8 @@ def write_report(results: Sequence[Result], out: str | Path, meta: Mapping[str, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "html": out / "index.html", "markdown": out / "report.md"}
-    write_json_atomic(paths["json"], [finite_or_none(r.to_dict()) for r in results], strict=True)
+    rows = [{**finite_or_none(r.to_dict()), "faq": _faq(r.question_id)} for r in results]
+    write_json_atomic(paths["json"], rows, strict=True)
     env, context = _environment(), _context(results, meta or {})
     write_text_atomic(paths["html"], env.get_template("report.html").render(**context))
     write_text_atomic(paths["markdown"], env.get_template("report.md").render(**context))

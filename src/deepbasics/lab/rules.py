@@ -17,6 +17,13 @@ Because the set ``{x : ok(x)}`` is a half-line, an interval lies on one side exa
 endpoints do, so every mode reduces to checking ``ok`` on a few numbers. A metric that is missing, not a real
 number, or not finite makes the verdict **error**: a NaN must never pass or fail a claim silently.
 
+**Declared before the run, visibly.** A rule records the version it was declared in (``since``). A rule changed
+after its results were seen keeps each earlier form in ``history`` as a :class:`Revision` with the version of
+the change and the reason; the report prints that history under the claim, and ``tests/test_lab_fingerprints.py``
+fails when a rule changes without one (see :mod:`deepbasics.lab.fingerprints`). A revision may also record a
+change to what the rule judges without changing the rule itself: the metric's definition (``what="metric"``)
+or the experiment's parameters (``what="params"``), described in words (``was``).
+
 This mirrors asv's ``compare`` (Droettboom et al., airspeed velocity): a change counts only when it is both
 past the threshold and larger than the run-to-run spread. The t-interval is Student (1908), "The probable
 error of a mean", *Biometrika* 6(1).
@@ -24,6 +31,8 @@ error of a mean", *Biometrika* 6(1).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -33,8 +42,9 @@ from numbers import Real
 from typing import Any
 
 from .._checks import check_choice, check_real, fail
+from .._version import __version__
 
-__all__ = ["OPS", "SPREADS", "Judgement", "Rule", "Verdict", "evaluate", "metric_values"]
+__all__ = ["OPS", "SPREADS", "Judgement", "Revision", "Rule", "Verdict", "evaluate", "metric_values", "version_tuple"]
 
 OPS: Mapping[str, Any] = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 SPREADS: tuple[str, ...] = ("all_seeds", "ci", "value")
@@ -57,6 +67,17 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def version_tuple(version: object, name: str) -> tuple[int, ...]:
+    """``"0.2.0"`` -> ``(0, 2, 0)``; a version after the package's own (``deepbasics._version``) is an error."""
+    parts = version.split(".") if isinstance(version, str) else []
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise fail(ValueError, name, 'a version "MAJOR.MINOR.PATCH"', repr(version), f'Write e.g. "{__version__}".')
+    current = tuple(int(p) for p in __version__.split(".")[:3] if p.isdigit())
+    if tuple(map(int, parts)) > current:
+        raise fail(ValueError, name, f"a version up to this package's {__version__}", version, "Use the current one.")
+    return tuple(map(int, parts))
+
+
 @dataclass(frozen=True)
 class Rule:
     """The criterion a claim's measurement must meet: ``metric op threshold``, counted over seeds by ``spread``.
@@ -67,8 +88,11 @@ class Rule:
         threshold: a finite real number, fixed before the experiment runs.
         spread: ``"all_seeds"`` (default), ``"ci"`` or ``"value"``; see the module docstring.
         confidence: the t-interval's coverage for ``spread="ci"`` (default 0.95); only allowed with ``"ci"``.
+        since: the deepbasics version the rule was declared in, e.g. ``"0.2.0"`` (required for the lab's own
+            experiments; checked by ``tests/test_lab_fingerprints.py``).
+        history: the rule's earlier forms, oldest first, as :class:`Revision` entries (empty if never changed).
 
-    Example: ``Rule("slope", "<", -0.3)`` holds when the fitted slope is below -0.3 in every seed.
+    Example: ``Rule("slope", "<", -0.3, since="0.2.0")`` holds when the fitted slope is below -0.3 in every seed.
     """
 
     metric: str
@@ -76,6 +100,8 @@ class Rule:
     threshold: float
     spread: str = "all_seeds"
     confidence: float = 0.95
+    since: str | None = None
+    history: tuple[Revision, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric.isidentifier():
@@ -102,6 +128,33 @@ class Rule:
                 'Set spread="ci" or drop the confidence argument.',
             )
         object.__setattr__(self, "confidence", confidence)
+        if self.since is not None:
+            version_tuple(self.since, "Rule.since")
+        history = (self.history,) if isinstance(self.history, Revision) else self.history
+        if not isinstance(history, (tuple, list)) or not all(isinstance(r, Revision) for r in history):
+            raise fail(
+                TypeError,
+                "Rule.history",
+                "a tuple of Revision(...)",
+                repr(self.history),
+                'Write history=(Revision(changed_in="0.2.0", old=Rule(...), reason="..."),).',
+            )
+        object.__setattr__(self, "history", tuple(history))
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of what decides the verdict: metric, op, threshold, spread, confidence."""
+        core = [self.metric, self.op, float(self.threshold), self.spread, float(self.confidence)]
+        return hashlib.sha256(json.dumps(core).encode()).hexdigest()[:16]
+
+    def source(self) -> str:
+        """The rule as Python, without ``since``/``history``: ``Rule("slope", "<", -0.3, spread="ci")``."""
+        args = [repr(self.metric).replace("'", '"'), f'"{self.op}"', repr(float(self.threshold))]
+        if self.spread != "all_seeds":
+            args.append(f'spread="{self.spread}"')
+        if self.confidence != 0.95:
+            args.append(f"confidence={self.confidence!r}")
+        return f"Rule({', '.join(args)})"
 
     def ok(self, x: float) -> bool:
         """Whether one number is on the holding side: ``x op threshold``."""
@@ -116,6 +169,56 @@ class Rule:
             pct = f"{100 * self.confidence:g}%"
             return f"{base} for the mean, with the {pct} t-confidence interval over seeds entirely {_SIDE[self.op]}"
         return f"{base} (one deterministic measurement)"
+
+
+REVISION_KINDS: tuple[str, ...] = ("rule", "metric", "params")
+
+
+@dataclass(frozen=True)
+class Revision:
+    """An earlier form of a claim's test, kept when it was changed after its results were seen.
+
+    Args:
+        changed_in: the deepbasics version in which the change was made (``"0.1.0"``).
+        reason: why it was changed, in one or two sentences (what the old form got wrong).
+        old: the previous :class:`Rule` (required for ``what="rule"``; its ``since``/``history`` are ignored).
+        was: the previous form in words (required for ``"metric"`` and ``"params"``, optional for ``"rule"``).
+        what: ``"rule"`` (the Rule itself changed), ``"metric"`` (the judged number's definition changed, the Rule
+            did not) or ``"params"`` (the experiment's parameters changed after a look at its results).
+
+    Example: ``Revision(changed_in="0.1.0", old=Rule("speedup", ">", 1.0, spread="ci"), reason="...")``.
+    """
+
+    changed_in: str
+    reason: str
+    old: Rule | None = None
+    was: str = ""
+    what: str = "rule"
+
+    def __post_init__(self) -> None:
+        version_tuple(self.changed_in, "Revision.changed_in")
+        check_choice(self.what, "Revision.what", REVISION_KINDS)
+        for name in ("reason", "was"):
+            if not isinstance(getattr(self, name), str):
+                raise fail(TypeError, f"Revision.{name}", "a str", type(getattr(self, name)).__name__, "")
+        if not self.reason.strip():
+            raise fail(ValueError, "Revision.reason", "why the rule was changed", repr(self.reason), "Say why.")
+        if (self.what == "rule") != isinstance(self.old, Rule):
+            raise fail(
+                ValueError,
+                "Revision.old",
+                'the previous Rule exactly when what="rule"',
+                f"what={self.what!r}, old={self.old!r}",
+                'Pass old=Rule(...) for a rule change; for a metric or params change pass was="..." instead.',
+            )
+        if self.what != "rule" and not self.was.strip():
+            raise fail(ValueError, "Revision.was", f"the previous {self.what} in words", repr(self.was), "Describe it.")
+
+    def describe(self) -> str:
+        """The previous form in words: the old rule's :meth:`Rule.describe` or ``was``."""
+        if self.old is not None:
+            return self.old.describe() + (f" ({self.was})" if self.was else "")
+        return self.was
 
 
 @dataclass(frozen=True)

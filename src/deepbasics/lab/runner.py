@@ -9,10 +9,12 @@ the report. Guarantees:
   with verdict ``error`` and the message (traceback, exit code, or "timed out after N s"); the others go on.
   Each finished experiment's record is written atomically to ``out/.cache/<id>.json`` as soon as it ends,
   so a killed run, started again, redoes only what had not finished.
-- **Cache key** = sha256 of (claim IDs, parameters, seeds, the source of the experiment's module, the
-  source of every library layer it may use (basics, train, probe: everything outside ``lab`` and ``cli``),
-  the deepbasics version, the cache format). Changing a library function therefore invalidates the results
-  that could depend on it. Records with an error are never reused. ``fresh=True`` ignores the cache.
+- **Cache key** = sha256 of (claim IDs, tasks and their parameters, seeds, the source of the experiment's
+  module and of every module of :mod:`deepbasics.lab.experiments` it imports, transitively (shared helpers
+  such as ``_deepnets.py``), the source of every library layer it may use (basics, train, probe: everything
+  outside ``lab`` and ``cli``), the deepbasics version, the cache format). Changing a library function or a
+  shared helper therefore invalidates the results that could depend on it. Records with an error are never
+  reused. ``fresh=True`` ignores the cache.
 - **Deterministic**: seeds ``0..n-1`` are passed to ``run`` and seed the global generators first, in a fresh
   process, so the same seeds give the same numbers whatever ran before or alongside.
 
@@ -24,9 +26,11 @@ so one process per experiment costs nothing that matters.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import hashlib
+import importlib
 import inspect
 import json
 import multiprocessing as mp
@@ -42,17 +46,18 @@ from multiprocessing import connection
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from .._checks import check_int, fail
+from .._version import __version__
 from ._files import read_json
 from .progress import Progress, progress_mode
 from .registry import Experiment, Registry, default_registry
 from .result import Result, results_of
 
-__all__ = ["CACHE_FORMAT", "cache_key", "default_jobs", "run"]
+__all__ = ["CACHE_FORMAT", "cache_key", "default_jobs", "experiment_modules", "run"]
 
-#: Bump when the record layout changes, so old caches are ignored rather than misread.
-CACHE_FORMAT = 1
+#: Bump when the record layout changes, so old caches are ignored rather than misread (2: per-task records).
+CACHE_FORMAT = 2
+_EXPERIMENTS = "deepbasics.lab.experiments"
 
 
 def default_jobs() -> int:
@@ -77,19 +82,80 @@ def library_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def cache_key(exp: Experiment, params: dict[str, Any], seeds: tuple[int, ...]) -> str:
-    """The sha256 that identifies one experiment's result: IDs, parameters, seeds, code (own + library), version."""
-    module = sys.modules.get(exp.module)
-    try:
-        source = Path(module.__file__).read_bytes() if module and module.__file__ else b""
-    except OSError:
-        source = inspect.getsource(exp.run).encode()
+def _module_file(name: str) -> Path | None:
+    module = sys.modules.get(name)
+    if module is None:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            return None
+    file = getattr(module, "__file__", None)
+    return Path(file) if file else None
+
+
+def _imported_names(path: Path, package: str) -> set[str]:
+    """The modules a source file imports (``import a.b``, ``from .x import y``, ``from . import x``), absolute."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # from . import _helpers
+    return names
+
+
+def experiment_modules(module: str) -> list[str]:
+    """``module`` and every module of :mod:`deepbasics.lab.experiments` it imports, transitively, sorted.
+
+    Read from the source (``ast``), so editing a shared helper such as ``experiments/_deepnets.py`` changes
+    the cache key of exactly the experiments that use it.
+    """
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        if path is None or path.suffix != ".py":
+            continue
+        seen.add(name)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for imported in _imported_names(path, package):
+            if imported.startswith(_EXPERIMENTS + ".") and imported not in seen:
+                todo.append(imported)
+    return sorted(seen)
+
+
+def _code_digest(exp: Experiment) -> str:
+    digest = hashlib.sha256()
+    modules = experiment_modules(exp.module)
+    if exp.module not in modules:  # defined outside a file (an interactive session): hash the function itself
+        digest.update(inspect.getsource(exp.run).encode())
+    for name in modules:
+        path = _module_file(name)
+        digest.update(name.encode())
+        digest.update(path.read_bytes() if path else b"")
+    return digest.hexdigest()
+
+
+def cache_key(exp: Experiment, params: dict[str | None, dict[str, Any]], seeds: tuple[int, ...]) -> str:
+    """The sha256 that identifies one experiment's result: IDs, tasks and parameters, seeds, code, version.
+
+    ``params`` maps each task to its parameters (``{None: params}`` without tasks); code is the experiment's
+    module with the experiment modules it imports (:func:`experiment_modules`) and the library.
+    """
     payload = {
         "format": CACHE_FORMAT,
         "ids": list(exp.ids),
-        "params": params,
+        "params": params[None] if list(params) == [None] else {"tasks": params},
         "seeds": list(seeds),
-        "code": hashlib.sha256(source).hexdigest(),
+        "code": _code_digest(exp),
         "library": library_fingerprint(),
         "deepbasics": __version__,
     }
@@ -101,7 +167,7 @@ class _Plan:
     """One experiment as it will run now: its parameters, seeds, key, and where its files go."""
 
     exp: Experiment
-    params: dict[str, Any]
+    params: dict[str | None, dict[str, Any]]  # task name -> parameters ({None: ...} without tasks)
     seeds: tuple[int, ...]
     key: str
     record_path: Path
@@ -148,14 +214,14 @@ def _execute(plans: Iterable[_Plan], jobs: int, progress: Progress) -> Iterator[
         while queue or running:
             while queue and len(running) < jobs:
                 plan = queue.popleft()
-                for stale in plan.figdir.glob("*.png") if plan.figdir.is_dir() else ():
+                for stale in plan.figdir.rglob("*.png") if plan.figdir.is_dir() else ():
                     stale.unlink()
                 plan.record_path.parent.mkdir(parents=True, exist_ok=True)
                 token = uuid.uuid4().hex
-                task = _worker.Task(
+                job = _worker.Job(
                     plan.exp.locator, plan.params, plan.seeds, str(plan.figdir), str(plan.record_path), plan.key, token
                 )
-                proc = ctx.Process(target=_worker.main, args=(task,), name=f"deepbasics-lab-{plan.exp.id}")
+                proc = ctx.Process(target=_worker.main, args=(job,), name=f"deepbasics-lab-{plan.exp.id}")
                 proc.start()
                 t0 = time.monotonic()
                 running[proc.sentinel] = (plan, proc, token, t0, t0 + plan.exp.timeout)
@@ -237,7 +303,8 @@ def run(
     mode = "quick" if quick else "full"
     plans = []
     for exp in selected:
-        params, seed_list = exp.params(quick), exp.seed_list(seeds)
+        params = {task: exp.params(quick, task) for task in exp.task_names}
+        seed_list = exp.seed_list(seeds)
         plans.append(
             _Plan(
                 exp,

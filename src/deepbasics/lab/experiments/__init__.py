@@ -1,4 +1,13 @@
-"""The lab's experiments: one module per FAQ question (``q2_gaussian.py``, ``q3_3_gradients.py``, ...).
+"""The lab's experiments: modules named by the FAQ section they measure, found automatically.
+
+Naming, one scheme for every file (``ls`` lists them in the FAQ's order):
+
+- ``q<NN>[_<M>]_<topic>.py`` for an FAQ question, ``NN`` with two digits: ``q02_gaussian.py``,
+  ``q03_3_vanishing.py`` (question 3.3), ``q13_gradient_noise.py``;
+- ``cnn_<topic>.py``, ``rnn_<topic>.py`` (and ``ref_<topic>.py`` for reproductions of published tables) for
+  the sections beyond the FAQ: ``cnn_weight_sharing.py``, ``rnn_stability.py``;
+- ``_<what>.py`` for helpers shared by several experiment modules (``_deepnets.py``, ``_cnn.py``). A module
+  over 400 lines is split by claim into ``<section>_<topic>.py`` parts, with shared code in such a helper.
 
 Every module in this folder whose name does not start with ``_`` is imported by :func:`discover`, which
 :func:`deepbasics.lab.experiments` and :func:`deepbasics.lab.run` call first; importing a module runs its

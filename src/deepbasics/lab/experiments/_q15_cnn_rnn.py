@@ -22,6 +22,7 @@ from deepbasics._checks import check_generator, check_int, fail
 __all__ = [
     "DIVERGENCE_FACTOR",
     "full_batch_curve",
+    "latch_classifier",
     "latch_task",
     "num_params",
     "saved_tensor_bytes",
@@ -103,6 +104,14 @@ def latch_task(
     marker[:, 0] = 1.0
     inputs = torch.cat([F.one_hot(symbols, num_symbols).float(), marker], dim=-1)  # (N, T, S + 1)
     return inputs, symbols[:, 0]
+
+
+def latch_classifier(cell: str, num_symbols: int, hidden: int, seed: int) -> nn.Module:
+    """``deepbasics.nn.rnn_classifier`` for :func:`latch_task` with ``num_symbols`` symbols, seeded by ``seed``."""
+    from deepbasics import nn as dnn
+
+    torch.manual_seed(seed)
+    return dnn.rnn_classifier(cell, input_size=num_symbols + 1, hidden_size=hidden, num_classes=num_symbols)
 
 
 def truncated_logits(model: nn.Module, x: torch.Tensor, window: int) -> torch.Tensor:

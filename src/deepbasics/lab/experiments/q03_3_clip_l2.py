@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 from deepbasics.train import Callback
 
 from ._deepnets import EXPLODE, curve, deep_mlp, digits_data, full_batch_fit, linear_layers, sgd
@@ -143,7 +143,16 @@ def _plot_clipping(outputs, params, outdir):
         "steps": 400,
         "train_size": 512,
     },
-    rules={"Q3.3.e": Rule("rescued_fraction", ">", RESCUED)},
+    rules={"Q3.3.e": Rule("rescued_fraction", ">", RESCUED, since="0.1.0")},
+    metrics={
+        "rescued_fraction": Metric("share of exploding runs made stable by clipping", unit="points", scale=100),
+        "stable_on_exploding_clip": Metric("stable share of exploding runs, clipped", unit="%", scale=100),
+        "stable_on_exploding_none": Metric("stable share of exploding runs, not clipped", unit="%", scale=100),
+    },
+    takeaways={
+        "Q3.3.e": "where the unclipped gradient explodes, {stable_on_exploding_clip} of the runs train stably with "
+        "the gradient norm clipped to 1, against {stable_on_exploding_none} without",
+    },
     seeds=3,
     timeout=900,
     plot=_plot_clipping,
@@ -242,7 +251,16 @@ def _plot_l2(outputs, params, outdir):
         "clipped_lr": 0.1,
         "train_size": 512,
     },
-    rules={"Q3.3.f": Rule("rescued_fraction", ">", RESCUED)},  # the same bar as clipping in Q3.3.e
+    rules={"Q3.3.f": Rule("rescued_fraction", ">", RESCUED, since="0.1.0")},  # the same bar as clipping in Q3.3.e
+    metrics={
+        "rescued_fraction": Metric("share of exploding runs made stable by L2", unit="points", scale=100),
+        "weight_norm_ratio": Metric("weight norm, largest L2 over none", unit="x"),
+        "peak_grad_ratio": Metric("peak gradient norm, largest L2 over none", unit="x"),
+    },
+    takeaways={
+        "Q3.3.f": "an L2 penalty makes {rescued_fraction} more of the exploding runs stable; with the largest penalty "
+        "the weight norm is {weight_norm_ratio} and the peak gradient norm {peak_grad_ratio} the unpenalized run's",
+    },
     seeds=3,
     timeout=900,
     plot=_plot_l2,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 from ._deepnets import (
     curve,
@@ -68,7 +68,16 @@ def _plot_bn(outputs, params, outdir):
     "validation accuracy after the fixed budget is reported.",
     quick={"layers": 10, "width": 32, "lr": 0.1, "steps": 100},
     full={"layers": 10, "width": 32, "lr": 0.1, "steps": 1000},
-    rules={"Q3.3.g": Rule("log10_gain", ">", MITIGATES_DECADES)},
+    rules={"Q3.3.g": Rule("log10_gain", ">", MITIGATES_DECADES, since="0.1.0")},
+    metrics={
+        "log10_gain": Metric("gain in the first- over last-layer gradient ratio with BatchNorm", unit="decades"),
+        "plain_log10_ratio": Metric("log10 first- over last-layer gradient, plain sigmoid net"),
+        "batchnorm_log10_ratio": Metric("log10 first- over last-layer gradient, with BatchNorm"),
+    },
+    takeaways={
+        "Q3.3.g": "BatchNorm before every sigmoid lifts the first layer's gradient relative to the last from "
+        "10^{plain_log10_ratio} to 10^{batchnorm_log10_ratio}",
+    },
     seeds=3,
     timeout=600,
     plot=_plot_bn,
@@ -121,7 +130,16 @@ def _plot_relu(outputs, params, outdir):
     quick={"layers": 10, "width": 32, "lr": 0.1, "budget": 300, "target": 0.9},
     full={"layers": 10, "width": 32, "lr": 0.1, "budget": 1500, "target": 0.9},
     # a decade more gradient at the input layer and at least twice as fast ("speeds up" as a clear factor)
-    rules={"Q3.3.h": Rule("min_factor", ">", 1.0)},
+    rules={"Q3.3.h": Rule("min_factor", ">", 1.0, since="0.1.0")},
+    metrics={
+        "min_factor": Metric("smaller of gradient gain / 10 and speedup / 2"),
+        "log10_gain": Metric("gain in the first- over last-layer gradient ratio, ReLU over sigmoid", unit="decades"),
+        "speedup": Metric("steps to the target accuracy, sigmoid over ReLU", unit="x"),
+    },
+    takeaways={
+        "Q3.3.h": "ReLU units instead of sigmoids raise the first- over last-layer gradient ratio by {log10_gain} and "
+        "reach the target accuracy {speedup} faster",
+    },
     seeds=3,
     timeout=600,
     plot=_plot_relu,
@@ -225,7 +243,18 @@ def _step_ratio(model, xs, ys) -> tuple[float, list[float]]:
         "batch": 512,
         "train_steps": 400,
     },
-    rules={"Q3.3.i": Rule("min_gain_decades", ">", MITIGATES_DECADES)},
+    rules={"Q3.3.i": Rule("min_gain_decades", ">", MITIGATES_DECADES, since="0.1.0")},
+    metrics={
+        "min_gain_decades": Metric("smallest gradient gain of skip connections and the LSTM", unit="decades"),
+        "residual_gain_sigmoid": Metric("gain of skip connections, sigmoid", unit="decades"),
+        "residual_gain_relu": Metric("gain of skip connections, ReLU", unit="decades"),
+        "lstm_forget1_gain": Metric("gain of an LSTM with forget bias 1 over a tanh RNN", unit="decades"),
+    },
+    takeaways={
+        "Q3.3.i": "skip connections raise the first- over last-layer gradient ratio by {residual_gain_sigmoid} "
+        "(sigmoid) and {residual_gain_relu} (ReLU); an LSTM with forget-gate bias 1 keeps the gradient reaching "
+        "the first step {lstm_forget1_gain} higher than a tanh RNN",
+    },
     seeds=3,
     timeout=900,
     plot=_plot_skip,

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 from deepbasics.train import Callback
 
 #: A loss barrier below this (nats) is treated as rounding: float64 losses of order 1 carry ~1e-15 of error.
@@ -120,7 +120,16 @@ def _plot_nonconvex(outputs, params, outdir):
     },
     # 1: either certificate exceeds its numerical-noise floor (see BARRIER_NOISE and EIG_NOISE_REL); a convex
     # loss can exceed neither, whatever the data.
-    rules={"Q4.a": Rule("nonconvexity_evidence", ">", 1.0)},
+    rules={"Q4.a": Rule("nonconvexity_evidence", ">", 1.0, since="0.1.0")},
+    metrics={
+        "nonconvexity_evidence": Metric("evidence of non-convexity over numerical noise", unit="x"),
+        "barrier": Metric("loss barrier between two solutions", unit="nats"),
+        "min_lambda_ratio": Metric("most negative Hessian eigenvalue over the largest"),
+    },
+    takeaways={
+        "Q4.a": "the training loss rises by {barrier} on the straight path between two trained solutions, and along "
+        "training the Hessian has eigenvalues down to {min_lambda_ratio} times its largest",
+    },
     seeds=3,
     timeout=240,
     plot=_plot_nonconvex,
@@ -208,7 +217,17 @@ def _plot_minima(outputs, params, outdir):
     full={"runs": 8, "hidden": 32, "steps": 600, "lr": 0.5},
     # 0.05: runs that end within 5% of the loss reduction training achieved are equally good for any practical
     # purpose; a landscape with bad local minima would leave some runs a sizeable part of the way up.
-    rules={"Q4.b": Rule("spread_over_gain", "<", 0.05)},
+    rules={"Q4.b": Rule("spread_over_gain", "<", 0.05, since="0.1.0")},
+    metrics={
+        "spread_over_gain": Metric("spread of final test losses over the loss gained by training", unit="%", scale=100),
+        "min_test_accuracy": Metric("lowest test accuracy over runs", unit="%", scale=100),
+        "max_test_accuracy": Metric("highest test accuracy over runs", unit="%", scale=100),
+    },
+    takeaways={
+        "Q4.b": "independently initialized runs of plain gradient descent end within {spread_over_gain} of each "
+        "other, relative to what training gained; their test accuracies range from {min_test_accuracy} to "
+        "{max_test_accuracy}",
+    },
     seeds=3,
     timeout=240,
     plot=_plot_minima,
@@ -296,7 +315,15 @@ def _plot_maxout(outputs, params, outdir):
     },
     # Arbitrary precision needs a falling error; the best k-piece approximation of a C^2 function falls like k^-2,
     # and a slope below -1 requires at least k^-1, which no plateau (slope -> 0) can fake.
-    rules={"Q4.c": Rule("worst_slope", "<", -1.0)},
+    rules={"Q4.c": Rule("worst_slope", "<", -1.0, since="0.1.0")},
+    metrics={
+        "worst_slope": Metric("slowest log-log slope of the maxout error against the number of pieces"),
+        "max_error_at_kmax": Metric("largest error with the most pieces"),
+    },
+    takeaways={
+        "Q4.c": "the maximum error of a maxout fit to a convex function falls like k to the power {worst_slope} or "
+        "faster with k pieces, down to {max_error_at_kmax} with the most pieces",
+    },
     seeds=3,
     timeout=240,
     plot=_plot_maxout,

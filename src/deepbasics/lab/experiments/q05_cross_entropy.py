@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 from deepbasics.train import Callback
 
 
@@ -116,7 +116,19 @@ def _plot(outputs, params, outdir):
     },
     # "Trains faster" by a margin that matters: cross-entropy must need fewer than half the steps of MSE. The budget
     # caps the measurable ratio at budget / steps(CE), far above 2 when cross-entropy needs ~10 steps.
-    rules={"Q5.a": Rule("min_step_ratio", ">", 2.0)},
+    rules={"Q5.a": Rule("min_step_ratio", ">", 2.0, since="0.1.0")},
+    metrics={
+        "min_step_ratio": Metric(
+            "steps to the target accuracy, MSE over cross-entropy, the smaller over output types", unit="x"
+        ),
+        "gradient_ratio_sigmoid": Metric("output-layer gradient, cross-entropy over MSE, saturated sigmoid", unit="x"),
+        "gradient_ratio_softmax": Metric("output-layer gradient, cross-entropy over MSE, saturated softmax", unit="x"),
+    },
+    takeaways={
+        "Q5.a": "from saturated, wrong outputs MSE needs at least {min_step_ratio} the steps of cross-entropy; at the "
+        "start cross-entropy's output-layer gradient is {gradient_ratio_sigmoid} MSE's for sigmoid and "
+        "{gradient_ratio_softmax} for softmax outputs",
+    },
     seeds=3,
     timeout=300,
     plot=_plot,

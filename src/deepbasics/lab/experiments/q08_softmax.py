@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 #: Worst-check ratios above this are reported as this (a non-finite ratio would make the verdict "error").
 RATIO_CAP = 1e9
@@ -105,7 +105,18 @@ def _plot_overflow(outputs, params, outdir):
     # Every check's limit comes from the claim: "overflows for large inputs" = most rows fail at the largest scale;
     # "correct" = within the rounding-error bound (n + 2) eps; "unchanged" = the float64 rounding of x + c,
     # |c| <= 1e3, moves a probability by at most ~1e3 * 1.1e-16 = 1e-13, so 1e-12 leaves a margin of 10.
-    rules={"Q8.a": Rule("worst_check_ratio", "<", 1.0)},
+    rules={"Q8.a": Rule("worst_check_ratio", "<", 1.0, since="0.1.0")},
+    metrics={
+        "worst_check_ratio": Metric("worst of the three checks as a fraction of its limit"),
+        "naive_nonfinite_at_max_scale": Metric(
+            "rows where the naive softmax overflows, at the largest scale", unit="%", scale=100
+        ),
+        "stable_max_err_ulps": Metric("largest error of the shifted softmax", unit="eps"),
+    },
+    takeaways={
+        "Q8.a": "at the largest input scale the naive softmax returns inf or nan on {naive_nonfinite_at_max_scale} of "
+        "the rows; subtracting the maximum keeps every row within {stable_max_err_ulps} of the exact answer",
+    },
     seeds=3,
     timeout=120,
     plot=_plot_overflow,
@@ -207,7 +218,18 @@ def _plot_log(outputs, params, outdir):
     },
     # At M = 1e4 the exact log-probabilities reach -1e4; e^-1e4 underflows in every one of these dtypes, so "strongly
     # negative entries" are most of the row: the naive version must give -inf for more than half of the entries.
-    rules={"Q8.b": Rule("worst_check_ratio", "<", 1.0)},
+    rules={"Q8.b": Rule("worst_check_ratio", "<", 1.0, since="0.1.0")},
+    metrics={
+        "worst_check_ratio": Metric("worst of the two checks as a fraction of its limit"),
+        "naive_neg_inf_at_max_scale": Metric(
+            "entries where naive log(softmax) is -inf, at the largest scale", unit="%", scale=100
+        ),
+        "stable_max_rel_err_ulps": Metric("largest relative error of log-softmax", unit="eps"),
+    },
+    takeaways={
+        "Q8.b": "naive log(softmax(x)) gives -inf for {naive_neg_inf_at_max_scale} of the entries at the largest "
+        "scale; log-softmax through log-sum-exp stays finite, within {stable_max_rel_err_ulps}",
+    },
     seeds=3,
     timeout=120,
     plot=_plot_log,

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 #: A length counts as solved when the held-out MSE is below this fraction of the memoryless baseline
 #: (always answering E[a + b] = 1, MSE 1/6): 10% of it means the two marked values are recovered to about
@@ -144,7 +144,15 @@ def _plot_lags(outputs, params, outdir):
         "val_size": 512,
     },
     # "Much longer lags": at least one doubling of the length grid, i.e. twice as long.
-    rules={"Q9.a": Rule("length_ratio", ">=", 2.0)},
+    rules={"Q9.a": Rule("length_ratio", ">=", 2.0, since="0.1.0")},
+    metrics={
+        "length_ratio": Metric("longest length solved, LSTM over RNN", unit="x"),
+        "longest_rnn": Metric("longest sequence the tanh RNN solves", unit="steps"),
+        "longest_lstm": Metric("longest sequence the LSTM solves", unit="steps"),
+    },
+    takeaways={
+        "Q9.a": "on the adding problem the LSTM solves sequences of {longest_lstm}, the tanh RNN of {longest_rnn}",
+    },
     seeds=3,
     timeout=1800,
     plot=_plot_lags,
@@ -222,7 +230,16 @@ def _plot_profiles(outputs, params, outdir):
     full={"length": 128, "hidden": 64, "batch_size": 128},
     # "Much faster": the RNN loses at least twice as many decades per step, so over any lag its surviving
     # gradient is at most the square of the LSTM's.
-    rules={"Q9.b": Rule("decay_ratio", ">", 2.0)},
+    rules={"Q9.b": Rule("decay_ratio", ">", 2.0, since="0.1.0")},
+    metrics={
+        "decay_ratio": Metric("gradient decay per step back in time, RNN over LSTM", unit="x"),
+        "decay_rnn": Metric("gradient lost per step back in time, tanh RNN", unit="decades"),
+        "decay_lstm": Metric("gradient lost per step back in time, LSTM", unit="decades"),
+    },
+    takeaways={
+        "Q9.b": "going back in time the gradient loses {decay_rnn} per step in a tanh RNN and {decay_lstm} in an LSTM "
+        "with forget-gate bias 1",
+    },
     seeds=3,
     timeout=300,
     plot=_plot_profiles,
@@ -334,7 +351,17 @@ def _plot_explosion(outputs, params, outdir):
     },
     # Exploding: the gradient at the first step is more than 10x the one at the last (it grows, not decays, going
     # back in time, and a longer sequence multiplies the growth).
-    rules={"Q9.c": Rule("max_growth_decades", ">", 1.0)},
+    rules={"Q9.c": Rule("max_growth_decades", ">", 1.0, since="0.1.0")},
+    metrics={
+        "max_growth_decades": Metric("largest growth of the gradient back through time", unit="decades"),
+        "unclipped_diverged": Metric("unclipped runs that diverge", unit="%", scale=100),
+        "clipped_diverged": Metric("clipped runs that diverge", unit="%", scale=100),
+    },
+    takeaways={
+        "Q9.c": "with larger recurrent weights an LSTM's gradient grows by up to {max_growth_decades} from the last "
+        "step back to the first; at a large learning rate {unclipped_diverged} of unclipped runs diverge, "
+        "{clipped_diverged} of clipped ones",
+    },
     seeds=3,
     timeout=600,
     plot=_plot_explosion,

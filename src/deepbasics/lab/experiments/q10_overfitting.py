@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 #: The remedies, in the FAQ's order (dropout, regularization, batch normalization; augmentation, early
 #: stopping, ensembles).
@@ -123,7 +123,23 @@ def _plot(outputs, params, outdir):
         "ensemble_size": 5,
     },
     # The claim says *each* remedy lowers test error: all seven must, in every seed.
-    rules={"Q10.a": Rule("fraction_helping", ">=", 1.0)},
+    rules={"Q10.a": Rule("fraction_helping", ">=", 1.0, since="0.1.0")},
+    metrics={
+        "fraction_helping": Metric("share of the seven remedies that lower the test error", unit="%", scale=100),
+        "improvement_dropout": Metric("test error removed by dropout", unit="points"),
+        "improvement_l1": Metric("test error removed by L1", unit="points"),
+        "improvement_l2": Metric("test error removed by L2", unit="points"),
+        "improvement_batchnorm": Metric("test error removed by BatchNorm", unit="points"),
+        "improvement_augmentation": Metric("test error removed by augmentation", unit="points"),
+        "improvement_early_stopping": Metric("test error removed by early stopping", unit="points"),
+        "improvement_ensemble": Metric("test error removed by an ensemble", unit="points"),
+    },
+    takeaways={
+        "Q10.a": "{fraction_helping} of the seven remedies lower the test error; test error removed: dropout "
+        "{improvement_dropout}, L1 {improvement_l1}, L2 {improvement_l2}, BatchNorm {improvement_batchnorm}, "
+        "augmentation {improvement_augmentation}, early stopping {improvement_early_stopping}, ensemble "
+        "{improvement_ensemble}",
+    },
     seeds=3,
     timeout=900,
     plot=_plot,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn as tnn
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu")
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "selu", "gelu", "silu")
@@ -177,7 +177,19 @@ def _plot(outputs, params, outdir):
     },
     # All three parts of the claim must hold: ReLU dying (> DEAD_RELU_MIN), leaky avoiding it (< DEAD_LEAKY_MAX),
     # and the ReLU family training deeper nets than the sigmoid.
-    rules={"Q15.c": Rule("checks_passed", ">=", 3)},
+    rules={"Q15.c": Rule("checks_passed", ">=", 3, since="0.1.0")},
+    metrics={
+        "checks_passed": Metric("checks passed, of three"),
+        "max_depth_relu_family": Metric("deepest trainable ReLU-family net", unit="layers"),
+        "max_depth_sigmoid": Metric("deepest trainable sigmoid net", unit="layers"),
+        "dead_relu_max": Metric("largest share of dead ReLU units", unit="%", scale=100),
+        "dead_leaky_max": Metric("largest share of leaky-ReLU units with no positive input", unit="%", scale=100),
+    },
+    takeaways={
+        "Q15.c": "ReLU-family nets train up to {max_depth_relu_family} deep against {max_depth_sigmoid} with "
+        "sigmoids; up to {dead_relu_max} of ReLU units die, and leaky ReLU leaves up to {dead_leaky_max} of its "
+        "units without a positive input",
+    },
     seeds=3,
     timeout=900,
     plot=_plot,

@@ -1,4 +1,4 @@
-r"""Q3.2: saddle points: how common they are, what they look like, and which optimizers leave them fast.
+r"""Q3.2 (part 1): saddle points: how common they are and what they look like.
 
 - **Q3.2.a** In high dimension most critical points (``grad f = 0``) are saddles, and the fraction of negative
   Hessian eigenvalues (the index ``alpha``) grows with the value ``f`` (Bray & Dean 2007, PRL 98, 150201, for
@@ -7,8 +7,6 @@ r"""Q3.2: saddle points: how common they are, what they look like, and which opt
 - **Q3.2.b** At a saddle ``grad f = 0`` and ``H`` has eigenvalues of both signs (second-order test; checked with
   ``deepbasics.curvature.saddle_report``). The converse direction has an exception we report: a *degenerate*
   saddle such as a depth-3 linear net at 0 has ``H = 0``.
-- **Q3.2.c** Starting ``eps`` away from a saddle, gradient descent, heavy-ball momentum, AdaDelta (Zeiler 2012)
-  and Adam (Kingma & Ba 2015) from ``deepbasics.optim`` race to a loss below the saddle's.
 """
 
 from __future__ import annotations
@@ -19,7 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
+
+from ._q03_2_tanh_net import net_data, net_num_params, tanh_net_loss
 
 
 # ----------------------------------------------------------------------------------------- test functions
@@ -44,35 +44,6 @@ class RandomField:
         d = self.w.shape[1]
         hess = -((self.a * torch.cos(z)) @ self.outer).view(-1, d, d)  # -sum_m a_m cos(z_km) w_m w_m^T, (K, d, d)
         return f, grad, hess
-
-
-def _tanh_net_loss(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, hidden: int) -> torch.Tensor:
-    """Half mean squared error of ``tanh`` nets ``x -> w2 . tanh(W1 x + b1) + b2`` for each row of ``theta``.
-
-    ``theta`` (G, P) holds ``W1 (H, D), b1 (H,), w2 (1, H), b2 (1,)`` flattened in that order, the order of
-    ``deepbasics.nn.mlp([D, H, 1], "tanh").parameters()``; returns (G,).
-    """
-    g, d = theta.shape[0], x.shape[1]
-    w1 = theta[:, : hidden * d].reshape(g, hidden, d)
-    b1 = theta[:, hidden * d : hidden * (d + 1)]
-    w2 = theta[:, hidden * (d + 1) : hidden * (d + 2)]
-    b2 = theta[:, -1]
-    h = torch.tanh(torch.einsum("ghd,nd->gnh", w1, x) + b1[:, None, :])  # (G, N, H)
-    pred = (h * w2[:, None, :]).sum(-1) + b2[:, None]  # (G, N)
-    return 0.5 * (pred - y).pow(2).mean(1)
-
-
-def _net_data(params: dict, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    from deepbasics import data
-
-    x, y = data.teacher_student(
-        params["net_samples"], params["net_in"], params["net_teacher"], params["net_noise"], g, dtype=torch.float64
-    )
-    return x, y[:, 0]  # (N, D), (N,)
-
-
-def _num_params(d: int, hidden: int) -> int:
-    return hidden * (d + 2) + 1
 
 
 def _classify(eig: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,10 +91,10 @@ def _net_critical_points(params: dict, x: torch.Tensor, y: torch.Tensor, g: torc
     from torch.func import grad, hessian, vmap
 
     hidden = params["net_hidden"]
-    p = _num_params(x.shape[1], hidden)
+    p = net_num_params(x.shape[1], hidden)
 
     def loss_one(theta):
-        return _tanh_net_loss(theta[None], x, y, hidden)[0]
+        return tanh_net_loss(theta[None], x, y, hidden)[0]
 
     grad_fn, hess_fn = vmap(grad(loss_one)), vmap(hessian(loss_one))
     k = params["net_starts"]
@@ -144,7 +115,7 @@ def _net_critical_points(params: dict, x: torch.Tensor, y: torch.Tensor, g: torc
         gnorm = gr.norm(dim=1)
         lam = torch.where(better, lam * 0.3, lam * 10.0).clamp(1e-12, 1e8)  # Marquardt's damping rule
     critical = gnorm < params["grad_tol"]
-    losses = _tanh_net_loss(theta, x, y, hidden)
+    losses = tanh_net_loss(theta, x, y, hidden)
     keep = _dedupe(theta[critical], losses[critical], 1e-6)
     points, losses = theta[critical][keep], losses[critical][keep]
     index, saddle = _classify(torch.linalg.eigvalsh(hess_fn(points))) if len(points) else (torch.zeros(0),) * 2
@@ -328,9 +299,25 @@ def _plot_critical(outputs, params, outdir):
         # Both parts: "far more often saddles" = at least 9 saddles per minimum or maximum (fraction > 0.9), and
         # "the higher the loss, the more negative directions" = a rank correlation > 0.3, clearly above the
         # chance level of ~100 points (|rho| ~ 0.1). claim_margin = min(fraction / 0.9, rho / 0.3) > 1.
-        "Q3.2.a": Rule("claim_margin", ">", 1.0),
+        "Q3.2.a": Rule("claim_margin", ">", 1.0, since="0.1.0"),
         # A characterization: every confirmed saddle (degenerate one aside) must pass the second-order test.
-        "Q3.2.b": Rule("indefinite_fraction", ">=", 1.0),
+        "Q3.2.b": Rule("indefinite_fraction", ">=", 1.0, since="0.1.0"),
+    },
+    metrics={
+        "claim_margin": Metric("worst of saddle share / 0.9 and rank correlation / 0.3"),
+        "saddle_fraction": Metric("share of critical points that are saddles", unit="%", scale=100),
+        "spearman": Metric("rank correlation of the saddle index with the function value"),
+        "critical_points": Metric("critical points found"),
+        "indefinite_fraction": Metric(
+            "share of known saddles with a zero gradient and an indefinite Hessian", unit="%", scale=100
+        ),
+    },
+    takeaways={
+        "Q3.2.a": "{saddle_fraction} of the {critical_points} critical points found on a random high-dimensional "
+        "function are saddles, and their share of downward directions rises with the function value (rank "
+        "correlation {spearman})",
+        "Q3.2.b": "{indefinite_fraction} of the saddles checked show a zero gradient and Hessian eigenvalues of both "
+        "signs",
     },
     seeds=3,
     timeout=600,
@@ -343,7 +330,7 @@ def critical_points(params, seed):
     field = _field_critical_points(params, g)
     if len(field["values"]) < 10:
         raise RuntimeError(f"only {len(field['values'])} critical points certified; raise starts or newton_iters")
-    x, y = _net_data(params, g)
+    x, y = net_data(params, g)
     net = _net_critical_points(params, x, y, g)
     checks = {}
     for name, (model, loss_fn, inputs, targets) in _canonical_saddles(params, x, y, g).items():
@@ -380,193 +367,3 @@ def critical_points(params, seed):
         "field": field,
         "net": {k: v for k, v in net.items() if k != "points"},
     }
-
-
-# ------------------------------------------------------------------------------------------- Q3.2.c escape race
-def _problems(params: dict, g: torch.Generator) -> dict:
-    """name -> (batched loss theta (G, P) -> (G,), saddle point (P,), saddle loss, minimum loss)."""
-    n = params["linear_width"]
-    teacher = torch.randn(n, n, generator=g, dtype=torch.float64) / math.sqrt(n)
-    depth = params["linear_depth"]
-
-    def double_well(theta):  # x^2 + y^4/4 - y^2/2: saddle (0, 0) at 0, minima (0, +-1) at -1/4
-        return theta[:, 0] ** 2 + theta[:, 1] ** 4 / 4 - theta[:, 1] ** 2 / 2
-
-    def deep_linear(theta):  # 1/(2n) ||W_L ... W_1 - M||_F^2, saddle at 0 (degenerate for L >= 3), minimum 0
-        ws = theta.reshape(theta.shape[0], depth, n, n)
-        prod = ws[:, 0]
-        for i in range(1, depth):
-            prod = ws[:, i] @ prod  # (G, n, n)
-        return 0.5 * (prod - teacher).pow(2).sum((1, 2)) / n
-
-    x, y = _net_data(params, g)
-    hidden = params["net_hidden"]
-    p = _num_params(x.shape[1], hidden)
-    zero_net = torch.zeros(p, dtype=torch.float64)
-    zero_net[-1] = y.mean()  # w = 0, b2 = mean(y): a strict saddle of every tanh net (grad = 0, H indefinite)
-
-    def tanh_net(theta):
-        return _tanh_net_loss(theta, x, y, hidden)
-
-    saddle_loss = float(tanh_net(zero_net[None])[0])
-    return {
-        "2-D double well": (double_well, torch.zeros(2, dtype=torch.float64), 0.0, -0.25),
-        f"deep linear net (depth {depth})": (
-            deep_linear,
-            torch.zeros(depth * n * n, dtype=torch.float64),
-            float(deep_linear(torch.zeros(1, depth * n * n, dtype=torch.float64))[0]),
-            0.0,
-        ),
-        "tanh net (teacher-student)": (tanh_net, zero_net, saddle_loss, params["net_noise"] ** 2 / 2),
-    }
-
-
-_METHODS = ("gd", "momentum", "adadelta", "adam")
-#: Seven learning rates per method, half a decade apart (three decades), each containing the method's usual
-#: default (SGD 0.01-0.1, AdaDelta 1.0 as in Zeiler 2012 and torch, Adam 1e-3); declared before any run.
-_LR_GRID = {
-    "gd": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
-    "momentum": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
-    "adadelta": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0],
-    "adam": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
-}
-
-
-def _optimizer(method: str, tensors: list[torch.Tensor], lrs: list[float]) -> torch.optim.Optimizer:
-    from deepbasics import optim
-
-    groups = [{"params": [t], "lr": lr} for t, lr in zip(tensors, lrs, strict=True)]  # one learning rate per row
-    if method == "gd":
-        return optim.SGD(groups, lr=lrs[0])
-    if method == "momentum":
-        return optim.SGD(groups, lr=lrs[0], momentum=0.9)
-    if method == "adadelta":
-        return optim.Adadelta(groups, lr=lrs[0])
-    return optim.Adam(groups, lr=lrs[0])
-
-
-def _escape_steps(
-    loss_fn, start: torch.Tensor, method: str, lrs: list[float], threshold: float, max_steps: int, hold: int
-):
-    """Race every step size of the grid from ``start`` at once.
-
-    A run has escaped at step t when its loss is <= ``threshold`` at steps t, t+1, ..., t+hold-1: a wild jump
-    that lands below the threshold once does not count. Returns (the earliest such t over the grid, or None
-    if no run escapes by ``max_steps``; the winning step size; the winner's loss curve, or the largest step
-    size's if none escapes).
-    """
-    rows = [nn.Parameter(start.clone()) for _ in lrs]
-    opt = _optimizer(method, rows, lrs)
-    curves: list[list[float]] = [[] for _ in lrs]
-    below = [0] * len(lrs)  # length of the current run of steps at or below the threshold
-    for step in range(max_steps + hold):
-        losses = loss_fn(torch.stack(rows))  # (G,)
-        for i, v in enumerate(losses.detach().tolist()):
-            curves[i].append(v)
-            below[i] = below[i] + 1 if v <= threshold else 0
-        done = [i for i, b in enumerate(below) if b >= hold]
-        if done:
-            best = done[0]  # all entered the region at step - hold + 1; ties go to the smallest step size
-            return step - hold + 1, lrs[best], curves[best]
-        if step - max(below) >= max_steps:  # no run can still escape by max_steps
-            break
-        opt.zero_grad()
-        torch.where(torch.isfinite(losses), losses, torch.zeros_like(losses)).sum().backward()
-        opt.step()
-    return None, None, curves[-1]
-
-
-def _plot_race(outputs, params, outdir):
-    import matplotlib.pyplot as plt
-
-    out = outputs[0]
-    names = list(out["curves"])
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8))
-    for ax, name in zip(axes, names, strict=True):
-        for i, method in enumerate(_METHODS):
-            curve = out["curves"][name][method]
-            lr = out["best_lr"][name][method]
-            ax.plot(curve, color=f"C{i}", label=f"{method} (lr {lr:g})" if lr else f"{method} (not escaped)")
-        ax.axhline(out["thresholds"][name], color="grey", ls=":", label="escape threshold")
-        ax.set(xlabel="step", ylabel="loss", title=name)
-        ax.set_xscale("symlog", linthresh=10)
-        ax.set_xlim(left=0)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"Q3.2.c: escaping from eps = {params['eps']:g} off a saddle (seed 0, best lr per method)", fontsize=9)
-    fig.tight_layout()
-    return [save_figure(fig, outdir, "saddle_escape_race")]
-
-
-@experiment(
-    ids=("Q3.2.c",),
-    method="From a point eps away (random direction) from a saddle of a 2-D double well, of a deep linear net "
-    "(0) and of a tanh net on teacher-student data (all weights 0, output bias at the mean), full-batch GD, "
-    "momentum 0.9, AdaDelta and Adam (deepbasics.optim) each race a declared grid of learning rates; a run has "
-    "escaped when the loss has covered half of the gap from the saddle's loss to the minimum's and stays there "
-    "for `hold` steps. Steps of each "
-    "method's best rate (max_steps when none escapes: a censored count) give speedup = steps(GD) / steps(method), "
-    "geometric mean over the three problems; the judged number is the smaller of Adam's and AdaDelta's.",
-    quick={
-        "eps": 1e-3,
-        "max_steps": 400,
-        "hold": 10,
-        "linear_width": 4,
-        "linear_depth": 3,
-        "net_in": 2,
-        "net_hidden": 4,
-        "net_teacher": 4,
-        "net_samples": 32,
-        "net_noise": 0.0,
-        "lr_grid": _LR_GRID,
-    },
-    full={
-        "eps": 1e-3,
-        "max_steps": 5000,
-        "hold": 10,
-        "linear_width": 8,
-        "linear_depth": 3,
-        "net_in": 4,
-        "net_hidden": 8,
-        "net_teacher": 4,
-        "net_samples": 128,
-        "net_noise": 0.0,
-        "lr_grid": _LR_GRID,
-    },
-    # "Faster": at least twice as few steps (geometric mean over the three problems) for EACH adaptive method,
-    # so that neither a lucky grid point nor one problem decides; each grid spans three decades.
-    rules={"Q3.2.c": Rule("adaptive_speedup", ">", 2.0)},
-    seeds=3,
-    timeout=600,
-    plot=_plot_race,
-)
-def escape(params, seed):
-    g = torch.Generator().manual_seed(seed)
-    out = {"steps": {}, "best_lr": {}, "curves": {}, "thresholds": {}}
-    for name, (loss_fn, saddle, saddle_loss, min_loss) in _problems(params, g).items():
-        direction = torch.randn(saddle.shape, generator=g, dtype=saddle.dtype)
-        start = saddle + params["eps"] * direction / direction.norm()
-        threshold = saddle_loss - 0.5 * (saddle_loss - min_loss)
-        out["thresholds"][name] = threshold
-        out["steps"][name], out["best_lr"][name], out["curves"][name] = {}, {}, {}
-        for method in _METHODS:
-            steps, lr, curve = _escape_steps(
-                loss_fn, start, method, params["lr_grid"][method], threshold, params["max_steps"], params["hold"]
-            )
-            out["steps"][name][method] = steps
-            out["best_lr"][name][method] = lr
-            out["curves"][name][method] = curve
-    for method in _METHODS[1:]:
-        ratios = [
-            (s["gd"] or params["max_steps"]) / max(1, s[method] or params["max_steps"]) for s in out["steps"].values()
-        ]
-        out[f"speedup_{method}"] = float(np.exp(np.mean(np.log(ratios))))
-        out[f"speedup_{method}_per_problem"] = ratios
-    out["adaptive_speedup"] = min(out["speedup_adam"], out["speedup_adadelta"])
-    out["best_lr_at_grid_top"] = sorted(
-        f"{name}: {method}"
-        for name, lrs in out["best_lr"].items()
-        for method, lr in lrs.items()
-        if lr is not None and lr == params["lr_grid"][method][-1]
-    )
-    out["escaped_fraction"] = float(np.mean([s is not None for steps in out["steps"].values() for s in steps.values()]))
-    return out

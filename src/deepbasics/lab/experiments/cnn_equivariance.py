@@ -1,9 +1,5 @@
-r"""CNN (+): weight sharing, equivariance and pooling, receptive fields, and data augmentation.
+r"""CNN (+, part 2): equivariance and pooling, receptive fields.
 
-- **CNN.a** A 3x3 convolution with ``C_in`` inputs and ``C_out`` outputs has ``9 C_in C_out + C_out`` parameters
-  whatever the image size, a dense layer on the same map ``H W C_in x H' W' C_out``: sharing one small kernel over
-  all positions is the prior that lets a CNN match an MLP with far fewer weights (LeCun et al. 1998, sec. II.A;
-  Goodfellow, Bengio & Courville 2016, sec. 9.2).
 - **CNN.b** Convolution commutes with translation, ``conv(T_u x) = T_u conv(x)`` (away from the borders), so
   stacks of convolutions and pointwise nonlinearities are translation-equivariant; max pooling over a
   neighbourhood and global average pooling discard where a feature fired, which makes the output approximately
@@ -11,8 +7,6 @@ r"""CNN (+): weight sharing, equivariance and pooling, receptive fields, and dat
 - **CNN.c** With kernel ``k_l``, stride ``s_l`` and dilation ``d_l`` at layer ``l``, the receptive field of one
   output unit is ``r_L = r_{L-1} + (k_L - 1) d_L prod_{l<L} s_l``, ``r_0 = 1`` (Araujo, Norris & Sim, "Computing
   receptive fields of convolutional neural networks", Distill 2019, eq. 2; Yu & Koltun 2016 for dilation).
-- **CNN.d** Label-preserving distortions (shifts, small rotations, pixel noise; :mod:`deepbasics.data.augment`)
-  enlarge a small training set (Simard, Steinkraus & Platt 2003, sec. 2).
 """
 
 from __future__ import annotations
@@ -23,139 +17,15 @@ import numpy as np
 import torch
 from torch import nn as tnn
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, experiment, save_figure
 
-from ._q15_cnn_rnn import num_params
+from ._cnn import digit_images
 
-#: CNN.a: accuracies within one point count as matched (the digits test split has 360 images: 1 point is
-#: about 4 images, near the seed-to-seed spread of one model's test accuracy).
-MATCH_MARGIN = 0.01
-#: CNN.a: "far fewer parameters" = less than a third of the MLP's at matched accuracy.
-PARAM_RATIO_MIN = 3.0
 #: CNN.b: equivariance is exact in exact arithmetic; in float64 the interior error must be at rounding level.
 EQUIVARIANCE_TOL = 1e-10
 #: CNN.b: pooling "adds invariance" if max pooling followed by global average pooling cuts the relative output
 #: change under 1-pixel shifts by at least 25% against the same convolutions without pooling.
 POOLING_RATIO_MAX = 0.75
-
-
-def _images(seed: int, train_size: int | None):
-    from deepbasics import data
-
-    splits = data.digits(as_images=True, seed=seed, train_size=train_size, dtype=torch.float32)
-    return splits, *splits.tensors("train"), *splits.tensors("test")
-
-
-def _fit(model, train_data, *, epochs: int, lr: float, batch_size: int, seed: int) -> None:
-    """Mini-batch Adam (deepbasics.optim) on cross-entropy with :func:`deepbasics.train.fit`, seeded order.
-
-    ``train_data``: ``(inputs, targets)`` or a DataLoader (e.g. one that augments every batch).
-    """
-    from deepbasics import losses, optim, train
-
-    train.fit(
-        model,
-        losses.cross_entropy,
-        optim.Adam(model.parameters(), lr=lr),
-        train_data,
-        epochs=epochs,
-        batch_size=batch_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-@torch.no_grad()
-def _accuracy(model, x, y) -> float:
-    from deepbasics import train
-
-    model.eval()
-    return float(train.accuracy(model(x), y))
-
-
-# ------------------------------------------------------------------------------- CNN.a weight sharing
-def _plot_sharing(outputs, params, outdir):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for kind, marker, color in (("cnn", "o", "C0"), ("mlp", "s", "C1")):
-        for s, out in enumerate(outputs):
-            ax.semilogx(
-                out[f"{kind}_params"],
-                out[f"{kind}_acc"],
-                marker=marker,
-                color=color,
-                alpha=0.7,
-                label=("CNN (deepbasics.nn.small_cnn)" if kind == "cnn" else "MLP (deepbasics.nn.mlp)")
-                if s == 0
-                else None,
-            )
-    for s, out in enumerate(outputs):
-        ax.axhline(out["target"], color="grey", lw=0.6, ls=":", label="matched-accuracy target" if s == 0 else None)
-    ax.set(
-        xlabel="trainable parameters",
-        ylabel="test accuracy (digits, 8x8)",
-        title="CNN.a: accuracy vs parameters (one line per seed)",
-    )
-    ax.legend(fontsize=8)
-    return [save_figure(fig, outdir, "params_vs_accuracy")]
-
-
-@experiment(
-    ids=("CNN.a",),
-    method="CNNs (deepbasics.nn.small_cnn: two 3x3 conv + 2x2 max-pool stages, several widths) and one-hidden-layer "
-    "MLPs (several widths) are trained on the same 8x8 digit images by mini-batch Adam (deepbasics.train.fit) for "
-    "the same number of epochs. The target is the best MLP test accuracy minus one point; the judged number is the "
-    "parameter count of the smallest MLP reaching it divided by that of the smallest CNN reaching it (0 if no CNN "
-    "does).",
-    quick={
-        "cnn_channels": [[2, 4], [4, 8], [8, 16]],
-        "mlp_hidden": [8, 16, 32, 64, 128],
-        "train_size": 500,
-        "epochs": 12,
-        "batch_size": 64,
-        "lr": 0.01,
-    },
-    full={
-        "cnn_channels": [[2, 4], [4, 8], [8, 16], [16, 32]],
-        "mlp_hidden": [8, 16, 32, 64, 128, 256],
-        "train_size": None,
-        "epochs": 40,
-        "batch_size": 64,
-        "lr": 0.01,
-    },
-    # "far fewer parameters at the same accuracy": PARAM_RATIO_MIN (3x) with a MATCH_MARGIN of one point.
-    rules={"CNN.a": Rule("param_ratio", ">", PARAM_RATIO_MIN)},
-    seeds=3,
-    timeout=900,
-    plot=_plot_sharing,
-)
-def weight_sharing(params, seed):
-    from deepbasics import nn
-
-    _, x, y, xt, yt = _images(seed, params["train_size"])
-    out = {"cnn_params": [], "cnn_acc": [], "mlp_params": [], "mlp_acc": []}
-    for channels in params["cnn_channels"]:
-        torch.manual_seed(seed)
-        model = nn.small_cnn(channels=channels)
-        _fit(model, (x, y), epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"], seed=seed)
-        out["cnn_params"].append(num_params(model))
-        out["cnn_acc"].append(_accuracy(model, xt, yt))
-    for hidden in params["mlp_hidden"]:
-        torch.manual_seed(seed)
-        model = nn.mlp([64, hidden, 10])
-        flat = (x.flatten(1), y)  # (N, 64): the same pixels
-        _fit(model, flat, epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"], seed=seed)
-        out["mlp_params"].append(num_params(model))
-        out["mlp_acc"].append(_accuracy(model, xt.flatten(1), yt))
-    target = max(out["mlp_acc"]) - MATCH_MARGIN
-    mlp_p = min(p for p, a in zip(out["mlp_params"], out["mlp_acc"], strict=True) if a >= target)
-    cnn_ok = [p for p, a in zip(out["cnn_params"], out["cnn_acc"], strict=True) if a >= target]
-    out["target"] = target
-    out["mlp_params_at_target"] = mlp_p
-    out["cnn_params_at_target"] = min(cnn_ok) if cnn_ok else None
-    out["param_ratio"] = mlp_p / min(cnn_ok) if cnn_ok else 0.0
-    out["best_cnn_acc"], out["best_mlp_acc"] = max(out["cnn_acc"]), max(out["mlp_acc"])
-    return out
 
 
 # ------------------------------------------------------------------------ CNN.b equivariance, pooling
@@ -228,7 +98,18 @@ def _plot_shifts(outputs, params, outdir):
     full={"images": 128, "channels": [16, 32], "shifts": [1, 2, 3, 4], "canvas": 16},
     # Both halves of the claim: exact equivariance (EQUIVARIANCE_TOL) and pooling cutting the change by >= 25%
     # (POOLING_RATIO_MAX).
-    rules={"CNN.b": Rule("checks_passed", ">=", 2)},
+    rules={"CNN.b": Rule("checks_passed", ">=", 2, since="0.1.0")},
+    metrics={
+        "checks_passed": Metric("checks passed, of two"),
+        "equivariance_error": Metric("largest relative equivariance error (interior, float64)"),
+        "pooling_ratio": Metric("output change under 1-pixel shifts, max pooling over none", unit="x"),
+        "global_pooling_ratio": Metric("output change under 1-pixel shifts, max + global pooling over none", unit="x"),
+    },
+    takeaways={
+        "CNN.b": "convolution commutes with shifts to {equivariance_error}; under 1-pixel shifts the output changes "
+        "{pooling_ratio} as much with max pooling and {global_pooling_ratio} as much with max plus global average "
+        "pooling as without pooling",
+    },
     seeds=3,
     timeout=300,
     plot=_plot_shifts,
@@ -236,7 +117,7 @@ def _plot_shifts(outputs, params, outdir):
 def shifts(params, seed):
     from deepbasics import data, nn
 
-    splits, *_, xt, _ = _images(seed, None)
+    splits, *_, xt, _ = digit_images(seed, None)
     background = float(splits.standardizer(torch.zeros(1, 1, 1, 1)))  # the standardized value of a blank pixel
     pad = (params["canvas"] - 8) // 2
     x = torch.nn.functional.pad(xt[: params["images"]].double() - background, (pad, pad, pad, pad))  # (N, 1, 16, 16)
@@ -354,7 +235,13 @@ def _configs(max_depth: int) -> dict[str, list[list[int]]]:
     quick={"configs": _configs(4), "size": 96},
     full={"configs": _configs(6), "size": 320},
     # Exact agreement (integer widths): any difference of 1 pixel or more fails.
-    rules={"CNN.c": Rule("max_abs_error", "<", 0.5, spread="value")},
+    rules={"CNN.c": Rule("max_abs_error", "<", 0.5, spread="value", since="0.1.0")},
+    metrics={
+        "max_abs_error": Metric("largest difference between measured and predicted receptive field", unit="pixels"),
+    },
+    takeaways={
+        "CNN.c": "measured receptive fields match r_L = r_(L-1) + (k - 1) d prod(s) to {max_abs_error}",
+    },
     seeds=1,
     timeout=300,
     plot=_plot_receptive,
@@ -371,78 +258,3 @@ def receptive_field(params, seed):
         families.setdefault(name.rstrip("0123456789").rstrip("_"), []).append(name)
     errors = [abs(measured[n] - formula[n]) for n in configs]
     return {"formula": formula, "measured": measured, "families": families, "max_abs_error": float(max(errors))}
-
-
-# ------------------------------------------------------------------------------- CNN.d augmentation
-def _plot_augment(outputs, params, outdir):
-    import matplotlib.pyplot as plt
-
-    arms = list(outputs[0]["test_acc"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for s, out in enumerate(outputs):
-        ax.plot(range(len(arms)), [out["test_acc"][a] for a in arms], "o-", alpha=0.7, label=f"seed {s}")
-    ax.set_xticks(range(len(arms)), arms, rotation=15)
-    ax.set(ylabel="test accuracy", title=f"CNN.d: augmentation with {params['train_size']} training digits")
-    ax.legend(fontsize=8)
-    return [save_figure(fig, outdir, "augmentation")]
-
-
-@experiment(
-    ids=("CNN.d",),
-    method="A small_cnn is trained on a small stratified subset of the digits by mini-batch Adam for a fixed number "
-    "of epochs, without augmentation and with a fresh random distortion of every training image in every batch "
-    "(RandomShift up to 1 pixel, RandomRotation up to 10 degrees, GaussianNoise, from deepbasics.data, each alone "
-    "in full mode and composed). Both start from the same weights; test accuracy is measured on the full test "
-    "split. The judged number is the test-accuracy gain of the composed augmentation over none.",
-    quick={
-        "train_size": 150,
-        "channels": [8, 16],
-        "epochs": 60,
-        "batch_size": 32,
-        "lr": 0.003,
-        "max_shift": 1,
-        "max_degrees": 10.0,
-        "noise_std": 0.2,
-        "single": False,
-    },
-    full={
-        "train_size": 150,
-        "channels": [8, 16],
-        "epochs": 100,
-        "batch_size": 32,
-        "lr": 0.003,
-        "max_shift": 1,
-        "max_degrees": 10.0,
-        "noise_std": 0.2,
-        "single": True,
-    },
-    # "Improves test accuracy": a positive mean gain whose 95% t-interval over seeds excludes 0.
-    rules={"CNN.d": Rule("gain_all", ">", 0.0, spread="ci")},
-    seeds=3,
-    timeout=900,
-    plot=_plot_augment,
-)
-def augmentation(params, seed):
-    from deepbasics import data, nn
-
-    splits, x, y, xt, yt = _images(seed, params["train_size"])
-    fill = float(splits.standardizer(torch.zeros(1, 1, 1, 1)))  # blank pixels after standardization
-    gen = torch.Generator().manual_seed(seed)
-    parts = {
-        "shift": data.RandomShift(params["max_shift"], fill=fill, generator=gen),
-        "rotation": data.RandomRotation(params["max_degrees"], fill=fill, generator=gen),
-        "noise": data.GaussianNoise(params["noise_std"], generator=gen),
-    }
-    arms = {"none": None, **(parts if params["single"] else {}), "all": data.Compose(list(parts.values()))}
-    torch.manual_seed(seed)
-    start = nn.small_cnn(channels=params["channels"]).state_dict()
-    out = {"test_acc": {}, "train_acc": {}}
-    for name, transform in arms.items():
-        model = nn.small_cnn(channels=params["channels"])
-        model.load_state_dict(start)
-        batches = data.loader((x, y), params["batch_size"], seed=seed, transform=transform)  # fresh draws per batch
-        _fit(model, batches, epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"], seed=seed)
-        out["test_acc"][name] = _accuracy(model, xt, yt)
-        out["train_acc"][name] = _accuracy(model, x, y)
-    out["gain_all"] = out["test_acc"]["all"] - out["test_acc"]["none"]
-    return out
