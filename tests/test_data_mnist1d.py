@@ -16,7 +16,7 @@ import torch
 
 from deepbasics import data
 
-m1d = importlib.import_module("deepbasics.data.mnist1d")  # the module (the package attribute is the function)
+m1d = importlib.import_module("deepbasics.data.mnist1d_dataset")  # the module behind deepbasics.data.mnist1d
 
 # Fingerprint of the published dataset, greydanus/mnist1d's mnist1d_data.pkl (commit 7878d96), computed once from
 # that file: label hashes (sha256 of the int64 bytes) and three sums plus the first values of the first signal.

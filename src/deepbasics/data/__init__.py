@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .augment import AugmentedDataset, Compose, GaussianNoise, RandomRotation, RandomShift, rotate, shift
 from .batches import as_dataset, loader
-from .mnist1d import mnist1d
+from .mnist1d_dataset import mnist1d
 from .sequences import ADDING_BASELINE_MSE, adding_problem, copy_task, copy_task_baseline
 from .splits import Splits, Standardizer, make_splits, split_indices
 from .synthetic import blobs, circles, teacher_student

@@ -1,73 +1,89 @@
-"""MNIST-1D for the lab's experiments, generated locally by the ``mnist1d`` package (Greydanus & Kobak 2020).
+"""MNIST-1D's reference models (Greydanus & Kobak), shared by REF.mnist1d and CNN.a.
 
-# TODO(lead): replace with deepbasics.data.mnist1d when merged
-
-The dataset's own defaults (``get_dataset_args()``: 5,000 signals of 40 points, seed 42, 80/20 split) give the
-standard 4,000 / 1,000 split of the paper's table; ``shuffled=True`` applies its ``shuffle_seq`` option, one
-fixed random permutation of the 40 positions (the paper's "shuffled" column). Nothing is downloaded: only
-``make_dataset`` is called. Not an experiment module (the leading ``_`` keeps ``discover`` away).
+The four architectures of ``notebooks/models.py`` in github:greydanus/mnist1d, with the paper's parameter counts
+(logistic regression 410, MLP 15,210, CNN 5,210, GRU 5,134 at the default sizes). Every model takes the flat
+signal ``(N, 40)`` and returns logits ``(N, 10)``; the data come from :func:`deepbasics.data.mnist1d`. Not an
+experiment module (the leading ``_`` keeps ``discover`` away).
 
 Reference: Greydanus & Kobak, "Scaling down deep learning with MNIST-1D", ICML 2024 (arXiv:2011.14439).
 """
 
 from __future__ import annotations
 
-import functools
-import random
-
-import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["mnist1d", "mnist1d_cnn"]
+__all__ = ["BUILDERS", "CLASSES", "CNN", "GRU", "LENGTH", "MLP", "Logistic", "build"]
 
-
-@functools.lru_cache(maxsize=2)
-def _generate(shuffled: bool) -> tuple[np.ndarray, ...]:
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    args.shuffle_seq = shuffled
-    state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002 - the legacy global state it reseeds
-    try:  # make_dataset reseeds the global generators (seed 42): keep the experiment's own streams intact
-        data = make_dataset(args)
-    finally:
-        np.random.set_state(state)  # noqa: NPY002
-        random.setstate(py_state)
-    return data["x"], data["y"], data["x_test"], data["y_test"]
+LENGTH, CLASSES = 40, 10
 
 
-def mnist1d(shuffled: bool = False, train_size: int | None = None) -> tuple[torch.Tensor, ...]:
-    """``(x, y, x_test, y_test)``: float32 signals (N, 40) (centred, unit variance) and int64 labels (N,).
+class Logistic(nn.Module):
+    """Multinomial logistic regression ``logits = W x + b``: ``(N, 40) -> (N, 10)`` (the paper's LinearBase)."""
 
-    ``train_size`` keeps the first that many training signals (the generator already shuffled them).
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(LENGTH, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+class MLP(nn.Module):
+    """``h1 = relu(W1 x)``, ``h2 = h1 + relu(W2 h1)``, ``W3 h2``; ``(N, 40) -> (N, 10)`` (the paper's MLPBase)."""
+
+    def __init__(self, hidden: int = 100) -> None:
+        super().__init__()
+        self.linear1, self.linear2 = nn.Linear(LENGTH, hidden), nn.Linear(hidden, hidden)
+        self.linear3 = nn.Linear(hidden, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.linear1(x).relu()  # (N, H)
+        h = h + self.linear2(h).relu()  # (N, H): the reference model's second layer is residual
+        return self.linear3(h)
+
+
+class CNN(nn.Module):
+    """Three stride-2 ``Conv1d`` + ReLU layers of ``channels`` maps, then a linear classifier (the paper's ConvBase).
+
+    Lengths ``L_out = floor((L_in + 2 p - k) / s) + 1``: 40 -> 19 (k=5) -> 10 (k=3) -> 5 (k=3), so the classifier
+    sees ``channels * 5`` features.
     """
-    x, y, xt, yt = _generate(bool(shuffled))
-    n = len(x) if train_size is None else int(train_size)
-    return (
-        torch.tensor(x[:n], dtype=torch.float32),
-        torch.tensor(y[:n], dtype=torch.int64),
-        torch.tensor(xt, dtype=torch.float32),
-        torch.tensor(yt, dtype=torch.int64),
-    )
+
+    def __init__(self, channels: int = 25) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, channels, 5, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        self.linear = nn.Linear(channels * 5, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(1)  # (N, 40) -> (N, C=1, L=40)
+        h = self.conv3(self.conv2(self.conv1(h).relu()).relu()).relu()  # (N, channels, 5)
+        return self.linear(h.flatten(1))  # (N, channels * 5) -> (N, 10)
 
 
-def mnist1d_cnn(channels: int, length: int = 40, num_classes: int = 10) -> torch.nn.Sequential:
-    """The paper's ``ConvBase``: three ReLU convolutions (kernel 5 stride 2, then 3 and 3 stride 2, padding 1)
-    of ``channels`` each, flattened into a linear classifier. With 25 channels: 5,210 parameters.
+class GRU(nn.Module):
+    """A bidirectional GRU over the 40 positions, all outputs flattened into a linear classifier (GRUBase).
 
-    Lengths: 40 -> 19 -> 10 -> 5, so the classifier reads ``5 * channels`` features. Input (N, 1, length).
+    ``torch.nn.GRU`` (Cho et al. 2014), zero initial states as in the reference model.
     """
-    nn = torch.nn
-    out = length
-    for kernel in (5, 3, 3):
-        out = (out + 2 - kernel) // 2 + 1  # (L + 2 p - k) // s + 1
-    return nn.Sequential(
-        nn.Conv1d(1, channels, 5, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv1d(channels, channels, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv1d(channels, channels, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(channels * out, num_classes),
-    )
+
+    def __init__(self, hidden: int = 6) -> None:
+        super().__init__()
+        self.gru = nn.GRU(input_size=1, hidden_size=hidden, batch_first=True, bidirectional=True)
+        self.linear = nn.Linear(2 * hidden * LENGTH, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(x.unsqueeze(-1))  # (N, T=40, 1) -> (N, T, 2 H)
+        return self.linear(out.flatten(1))  # (N, T * 2 H) -> (N, 10)
+
+
+BUILDERS = {"logistic": Logistic, "mlp": MLP, "cnn": CNN, "gru": GRU}
+
+
+def build(name: str, seed: int) -> nn.Module:
+    """A reference model with its weights drawn from ``seed`` (torch's default layer initializations)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BUILDERS[name]()

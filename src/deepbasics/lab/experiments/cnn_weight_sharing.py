@@ -20,7 +20,7 @@ import torch
 from deepbasics.lab import Metric, Rule, Task, experiment, save_figure
 
 from ._cnn import digit_images, fit_adam, test_accuracy
-from ._mnist1d import mnist1d, mnist1d_cnn
+from ._mnist1d import CNN as Mnist1dCNN
 from ._q15_cnn_rnn import num_params
 
 #: CNN.a: accuracies within one point count as matched (the digits test split has 360 images: 1 point is
@@ -60,14 +60,19 @@ def _data(params: dict, seed: int) -> tuple[torch.Tensor, ...]:
     if params["task"] == "digits":
         _, x, y, xt, yt = digit_images(seed, params["train_size"])  # (N, 1, 8, 8)
         return x, xt, x.flatten(1), xt.flatten(1), y, yt  # MLP: (N, 64), the same pixels
-    x, y, xt, yt = mnist1d(train_size=params["train_size"])  # (N, 40)
-    return x[:, None], xt[:, None], x, xt, y, yt  # CNN: (N, 1, 40)
+    from deepbasics import data
+
+    splits = data.mnist1d(val_fraction=0.0, dtype=torch.float32)  # the paper's 4,000 / 1,000 split
+    (x, y), (xt, yt) = splits.tensors("train"), splits.tensors("test")  # (N, 40)
+    if params["train_size"] is not None:
+        x, y = x[: params["train_size"]], y[: params["train_size"]]
+    return x, xt, x, xt, y, yt  # the reference CNN adds the channel axis itself
 
 
 def _cnn(params: dict, width):
     from deepbasics import nn
 
-    return nn.small_cnn(channels=width) if params["task"] == "digits" else mnist1d_cnn(width)
+    return nn.small_cnn(channels=width) if params["task"] == "digits" else Mnist1dCNN(width)
 
 
 @experiment(

@@ -40,11 +40,12 @@ is at most :data:`TOLERANCE_POINTS`. The inits are averaged inside one run (``se
 because the claim is about what the recipe gives on average, which a single run estimates with a noise as large
 as the tolerance (the MLP's test accuracy spans 63.0-67.5% over six runs of the same model at 6000 steps).
 
-Rule history: first declared (commit b9a037e) as ``Rule("max_abs_gap_points", "<=", 5)`` over 3 seeds with
-``"all_seeds"``, the metric being one run's largest single-cell gap. Changed after seeing the full-recipe runs,
-whose per-run largest gaps were 5.0, 4.0 and 5.5 points (3.8 instead of 5.5 with the shortened CNN and GRU): that
-criterion compares two single draws per cell (ours and the paper's) and flips with one seed, so the verdict
-would have said more about seed luck than about the reproduction. The tolerance itself is unchanged.
+Rule history (also declared on the rule, so the report shows it): first declared (commit b9a037e) as
+``Rule("max_abs_gap_points", "<=", 5)`` over 3 seeds with ``"all_seeds"``, the metric being one run's largest
+single-cell gap. Changed after seeing the full-recipe runs, whose per-run largest gaps were 5.0, 4.0 and 5.5 points
+(3.8 instead of 5.5 with the shortened CNN and GRU): that criterion compares two single draws per cell (ours and the
+paper's) and flips with one seed, so the verdict would have said more about seed luck than about the reproduction.
+The tolerance itself is unchanged.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deepbasics.lab import Rule, experiment, save_figure
+from deepbasics.lab import Metric, Revision, Rule, experiment, save_figure
 
+from ._mnist1d import build
 from ._q15_cnn_rnn import num_params
 
 #: Published test accuracies (%), README of greydanus/mnist1d and Greydanus & Kobak (2024), figure 3.
@@ -75,78 +77,6 @@ PAPER_PARAMS = {"logistic": 410, "mlp": 15210, "cnn": 5210, "gru": 5134}
 TOLERANCE_POINTS = 5.0
 MODELS = ("logistic", "mlp", "cnn", "gru")
 VARIANTS = ("plain", "shuffled")
-LENGTH, CLASSES = 40, 10
-
-
-class Logistic(nn.Module):
-    """Multinomial logistic regression ``logits = W x + b``: ``(N, 40) -> (N, 10)`` (the paper's LinearBase)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(LENGTH, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
-
-
-class MLP(nn.Module):
-    """``h1 = relu(W1 x)``, ``h2 = h1 + relu(W2 h1)``, ``W3 h2``; ``(N, 40) -> (N, 10)`` (the paper's MLPBase)."""
-
-    def __init__(self, hidden: int = 100) -> None:
-        super().__init__()
-        self.linear1, self.linear2 = nn.Linear(LENGTH, hidden), nn.Linear(hidden, hidden)
-        self.linear3 = nn.Linear(hidden, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.linear1(x).relu()  # (N, H)
-        h = h + self.linear2(h).relu()  # (N, H): the reference model's second layer is residual
-        return self.linear3(h)
-
-
-class CNN(nn.Module):
-    """Three stride-2 ``Conv1d`` + ReLU layers of ``channels`` maps, then a linear classifier (the paper's ConvBase).
-
-    Lengths ``L_out = floor((L_in + 2 p - k) / s) + 1``: 40 -> 19 (k=5) -> 10 (k=3) -> 5 (k=3), so the classifier
-    sees ``channels * 5`` features.
-    """
-
-    def __init__(self, channels: int = 25) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv1d(1, channels, 5, stride=2, padding=1)
-        self.conv2 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
-        self.conv3 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
-        self.linear = nn.Linear(channels * 5, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.unsqueeze(1)  # (N, 40) -> (N, C=1, L=40)
-        h = self.conv3(self.conv2(self.conv1(h).relu()).relu()).relu()  # (N, channels, 5)
-        return self.linear(h.flatten(1))  # (N, channels * 5) -> (N, 10)
-
-
-class GRU(nn.Module):
-    """A bidirectional GRU over the 40 positions, all outputs flattened into a linear classifier (GRUBase).
-
-    ``torch.nn.GRU`` (Cho et al. 2014), zero initial states as in the reference model.
-    """
-
-    def __init__(self, hidden: int = 6) -> None:
-        super().__init__()
-        self.gru = nn.GRU(input_size=1, hidden_size=hidden, batch_first=True, bidirectional=True)
-        self.linear = nn.Linear(2 * hidden * LENGTH, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.gru(x.unsqueeze(-1))  # (N, T=40, 1) -> (N, T, 2 H)
-        return self.linear(out.flatten(1))  # (N, T * 2 H) -> (N, 10)
-
-
-BUILDERS = {"logistic": Logistic, "mlp": MLP, "cnn": CNN, "gru": GRU}
-
-
-def build(name: str, seed: int) -> nn.Module:
-    """A reference model with its weights drawn from ``seed`` (torch's default layer initializations)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return BUILDERS[name]()
 
 
 @torch.no_grad()
@@ -275,7 +205,37 @@ _RECIPE = {"lr": 1e-2, "batch_size": 100, "eval_every": 250, "inits": 3, "varian
     full={**_RECIPE, "models": list(MODELS), "steps": {"logistic": 6000, "mlp": 6000, "cnn": 3000, "gru": 1500}},
     # The mean over inits within TOLERANCE_POINTS of the published number in every cell (see the constant for
     # why 5, and the module docstring for this rule's history).
-    rules={"REF.mnist1d": Rule("max_abs_gap_points", "<=", TOLERANCE_POINTS, spread="value")},
+    rules={
+        "REF.mnist1d": Rule(
+            "max_abs_gap_points",
+            "<=",
+            TOLERANCE_POINTS,
+            spread="value",
+            since="0.2.0",
+            history=(
+                Revision(
+                    changed_in="0.2.0",
+                    old=Rule("max_abs_gap_points", "<=", TOLERANCE_POINTS),
+                    reason="First declared over 3 seeds with every seed judged on its own largest single-cell gap. "
+                    "The full-recipe runs gave per-run largest gaps of 5.0, 4.0 and 5.5 points: that compares two "
+                    "single draws per cell (ours and the paper's one run) and flips with one seed, so the cells "
+                    "are now judged on the mean over 3 inits within one run. The tolerance is unchanged.",
+                ),
+            ),
+        )
+    },
+    metrics={
+        "max_abs_gap_points": Metric("largest |ours - published| over the cells run", unit="points"),
+        "worst_single_run_gap": Metric("largest gap of a single init (not judged)", unit="points"),
+        "plain_cnn_ours": Metric("reference CNN test accuracy", unit="%"),
+        "shuffled_cnn_ours": Metric("reference CNN test accuracy, shuffled inputs", unit="%"),
+        "plain_logistic_ours": Metric("logistic regression test accuracy", unit="%"),
+    },
+    takeaways={
+        "REF.mnist1d": "every cell run lands within {max_abs_gap_points} of the published table: the paper's CNN "
+        "reaches {plain_cnn_ours} (published 94%) and falls to {shuffled_cnn_ours} when the 40 positions are "
+        "shuffled (published 56%); logistic regression gets {plain_logistic_ours} (published 32%)"
+    },
     seeds=1,
     timeout=1200,
     plot=_plot,
