@@ -333,6 +333,16 @@ def test_non_finite_values_are_gaps_said_in_words():
     assert not curve_words(page_of(_report([(0, 1.0)])).runs[0].losses)
 
 
+def test_a_diagnosis_that_hit_a_nan_says_where_and_what_was_static():
+    report = diagnose_case(zoo.get("naive_softmax_mlp").build(0), 0, None, False)
+    assert {"naive_softmax", "nonfinite"} <= report.codes()
+    text = render_html(report)
+    check_page(text)
+    assert "The first non-finite value: aten." in text and "training loss became NaN at step" in text
+    card = text[text.index("<h4><code>naive_softmax</code></h4>") :]
+    assert card.index("found before training") < card.index("</article>")  # a static check: no step to mark
+
+
 def test_first_seen_replays_a_profile_finding_on_cuts_of_the_run():
     """The vanishing profile exists only from step 400 on. The detector judges medians over the run, so the profile
     shows once it fills half the recorded steps: the replay must put the finding after 400, at a cut that shows it,

@@ -15,8 +15,8 @@ step sits at the same horizontal position in the loss curve and in every layer p
 Long runs are drawn downsampled and the caption says so: more than :data:`MAX_POINTS` losses become
 :data:`LOSS_BINS` bins (mean, with a min-max band), more than :data:`MAX_COLUMNS` recorded steps are thinned to
 evenly spaced ones, more than :data:`MAX_ROWS` layers to evenly spaced ones plus every layer a finding names.
-The figures are built on ``matplotlib.figure.Figure`` directly (not ``pyplot``), so drawing them neither
-changes the caller's backend nor keeps figures alive.
+The figures are built on ``matplotlib.figure.Figure`` directly (not ``pyplot``) and saved with the Agg renderer,
+so drawing them neither changes the caller's backend nor keeps figures alive.
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import matplotlib
 import numpy as np
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import blended_transform_factory
 
 from .view import Curve, FindingView, RunView, fmt_number, layer_matrix, named_rows
 
@@ -126,8 +132,6 @@ def step_range(last: int) -> tuple[float, float]:
 
 
 def _style() -> Any:
-    import matplotlib
-
     return matplotlib.rc_context(
         {
             "font.size": 9,
@@ -144,8 +148,6 @@ def _style() -> Any:
 
 def _figure(height: float, left: float) -> tuple[Any, Any]:
     """A figure ``FIG_WIDTH`` x ``height`` inches with one axes inside the margins (``left`` inches on the left)."""
-    from matplotlib.figure import Figure as MplFigure
-
     fig = MplFigure(figsize=(FIG_WIDTH, height), dpi=100)
     bottom, top = 0.5, 0.32
     ax = fig.add_axes((left / FIG_WIDTH, bottom / height, 1 - (left + RIGHT) / FIG_WIDTH, 1 - (bottom + top) / height))
@@ -221,7 +223,7 @@ def _draw_curve(ax: Any, curve: Curve, color: str, label: str, *, smooth: bool, 
         ax.plot(x, mean, color=color, lw=1.4, ls=ls, label=f"{label} (bin mean; band: min-max)")
         return f"The {label}: {len(curve.values)} values drawn as {len(x)} bins (mean, with a min-max band)."
     n = len(curve.values)
-    marker = "o" if n <= 60 and not smooth else None
+    marker = "o" if n <= 60 else None  # a short curve: its points visible, even a lone one
     if smooth and n >= 40:
         window = max(3, n // 40) | 1
         ax.plot(curve.steps, curve.values, color=color, lw=0.8, alpha=0.35, ls=ls)
@@ -287,6 +289,7 @@ def loss_figure(run: RunView, xlim: tuple[float, float], left: float = MIN_LEFT)
             caption.append(_draw_curve(ax, run.val_losses, VAL, "validation loss", smooth=False))
         _y_scale(ax, curves)
         ax.set_xlim(*xlim)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for curve in curves:
             _mark_nonfinite(ax, curve)
         _mark_findings(ax, run.findings)
@@ -318,15 +321,17 @@ def _edges(steps: np.ndarray, xlim: tuple[float, float]) -> np.ndarray:
 
 
 def _thin(n: int, limit: int, keep: Sequence[int]) -> np.ndarray:
-    """At most ``limit`` evenly spaced indices of ``range(n)`` plus every index in ``keep``."""
-    chosen = set(np.linspace(0, n - 1, max(2, limit - len(keep))).round().astype(np.int64).tolist()) | set(keep)
-    return np.asarray(sorted(chosen), dtype=np.int64)
+    """At most ``limit`` indices of ``range(n)``: evenly spaced ones and those in ``keep`` (themselves thinned evenly
+    to half of ``limit`` when a finding names more layers than that)."""
+    keep = sorted(set(keep))
+    if len(keep) > limit // 2:
+        keep = [keep[i] for i in np.unique(np.linspace(0, len(keep) - 1, limit // 2).round().astype(np.int64))]
+    spread = np.linspace(0, n - 1, max(2, limit - len(keep))).round().astype(np.int64)
+    return np.asarray(sorted(set(spread.tolist()) | set(keep)), dtype=np.int64)  # at most limit indices
 
 
 def _norm(panel: Panel, data: np.ndarray) -> tuple[Any, bool]:
     """The colour normalisation and whether values fall under it (zeros on a log scale)."""
-    from matplotlib.colors import LogNorm, Normalize
-
     finite = data[np.isfinite(data)]
     if not panel.log:
         return Normalize(0.0, max(1.0, float(finite.max()) if finite.size else 1.0)), False
@@ -348,16 +353,12 @@ def layer_figure(run: RunView, panel: Panel, xlim: tuple[float, float], left: fl
             break
     else:
         return None
-    import matplotlib
-    from matplotlib.patches import Rectangle
-    from matplotlib.transforms import blended_transform_factory
-
     caption = [panel.about] if panel.about else []
     named = named_rows(rows, run.findings)
     if len(rows) > MAX_ROWS:
         idx = _thin(len(rows), MAX_ROWS, [i for i, r in enumerate(rows) if r in named])
-        caption.append(f"{len(rows)} layers recorded this; {idx.size} drawn: evenly spaced ones and every layer a "
-                       "finding names.")  # fmt: skip
+        caption.append(f"{len(rows)} layers recorded this; {idx.size} drawn: evenly spaced ones and the layers a "
+                       "finding names (evenly spaced too, when it names many).")  # fmt: skip
         rows, values = [rows[i] for i in idx], values[idx]
     if steps.size > MAX_COLUMNS:
         idx = np.unique(np.linspace(0, steps.size - 1, MAX_COLUMNS).round().astype(np.int64))
@@ -386,6 +387,7 @@ def layer_figure(run: RunView, panel: Panel, xlim: tuple[float, float], left: fl
         )  # fmt: skip  (gaps: not measured or inf/nan)
         mesh = ax.pcolormesh(edges, np.arange(n + 1), data, cmap=cmap, norm=norm, shading="flat", zorder=1)
         ax.set_xlim(*xlim)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(n, 0)  # input side at the top
         size = 8 if n <= 40 else 6.5
         ax.set_yticks(np.arange(n) + 0.5, [plain(r) for r in rows], fontsize=size)
@@ -445,6 +447,7 @@ def repair_figure(before: RunView, after: RunView) -> Figure | None:
         for c in curves:
             _mark_nonfinite(ax, c)
         ax.set_xlim(*step_range(max(before.last_step(), after.last_step())))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")
         ax.set_ylabel("loss" + (" (log scale)" if ax.get_yscale() == "log" else ""))
         ax.grid(True, alpha=0.25)

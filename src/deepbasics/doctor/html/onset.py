@@ -2,32 +2,39 @@
 
 Detectors that judge a trend or a profile (``vanishing_gradient``, ``dead_relu``, ``slow_convergence``, ...) return
 findings without a step: they look at the whole record. To mark such a finding on the loss curve at the step it was
-first detectable, :func:`first_seen` runs the same detectors (:func:`~deepbasics.doctor.detectors.run_detectors`)
-on the run cut at a grid of steps -- the losses, validation losses and per-layer records up to that step -- and
-takes the first cut at which the finding appears. This needs nothing but the records the run already kept: no hook,
-and no cost while training (a few milliseconds per cut, after training).
+first detectable, :func:`first_seen` runs the same detectors (those of its code, from the registry of
+:mod:`deepbasics.doctor.detectors`) on the run cut at a grid of steps -- the losses, validation losses and
+per-layer records up to that step -- and takes the first cut at which the finding appears, trying coarse cuts
+first. This needs nothing but the records the run already kept: no hook, and no cost while training (milliseconds
+a cut for ordinary runs, after training).
 
-What a cut cannot replay keeps no step: the measurements made once at the end (curvature, noise scale) and the
-practice records, which are running totals rather than series (their detectors give a step where they know one).
+What a cut cannot replay keeps no step (the page says "judged on the whole run"): the measurements made once at the
+end (curvature, noise scale) and the practice records, which are running totals rather than series (their
+detectors give a step where they know one).
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-import warnings
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from ..detectors import run_detectors
+from ..detectors import DETECTORS, Detector
 from ..findings import Finding
 from ..records import RunTrace
 
-__all__ = ["CUTS", "cut", "cut_steps", "first_seen"]
+__all__ = ["CUTS", "REPLAY_SECONDS", "STRIDE", "cut", "cut_steps", "first_seen"]
 
 #: Cuts replayed at most: evenly spaced among the recorded steps. A 40-point grid places a finding within 2.5% of
 #: the run's length, finer than a laptop-width plot can show next to the loss curve.
 CUTS = 40
+#: Every STRIDE-th cut is tried first; the ones in between only where a finding first shows.
+STRIDE = 4
+#: Seconds the replay may take (the detectors over very long records take seconds a cut); then it stops.
+REPLAY_SECONDS = 5.0
 
 
 def cut(trace: RunTrace, step: int) -> RunTrace:
@@ -35,12 +42,12 @@ def cut(trace: RunTrace, step: int) -> RunTrace:
     removed; the facts known before training (static checks, layer kinds, batch size) kept."""
     layers = {}
     for name, rec in trace.layers.items():
-        keep = [i for i, s in enumerate(rec.get("step", [])) if s <= step]
-        layers[name] = {m: [v[i] for i in keep if i < len(v)] for m, v in rec.items()}
+        k = _count_upto(rec.get("step", []), step)
+        layers[name] = {m: list(v[:k]) for m, v in rec.items()}
     return dataclasses.replace(
         trace,
-        losses=[(s, v) for s, v in trace.losses if s <= step],
-        val_losses=[(s, v) for s, v in trace.val_losses if s <= step],
+        losses=list(trace.losses[: _count_upto([s for s, _ in trace.losses], step)]),
+        val_losses=list(trace.val_losses[: _count_upto([s for s, _ in trace.val_losses], step)]),
         layers=layers,
         curvature=None,
         noise=None,
@@ -48,6 +55,11 @@ def cut(trace: RunTrace, step: int) -> RunTrace:
         coverage=None,
         loss_calls=[],
     )
+
+
+def _count_upto(steps: Sequence[int], step: int) -> int:
+    """How many of the ascending ``steps`` are at most ``step`` (records are kept in step order)."""
+    return bisect.bisect_right(steps, step)
 
 
 def cut_steps(trace: RunTrace) -> list[int]:
@@ -66,20 +78,48 @@ def _same(a: Finding, b: Finding) -> bool:
     return a.code == b.code and (a.where == b.where or not a.where or not b.where or bool(set(a.where) & set(b.where)))
 
 
-def first_seen(trace: RunTrace, findings: Sequence[Finding]) -> dict[int, int]:
-    """``{index in findings: step}`` for the findings without a step that a cut of the run already shows."""
+def _detect(detectors: Sequence[Detector], trace: RunTrace) -> list[Finding]:
+    """The findings of ``detectors`` on ``trace`` (those whose inputs it holds; one that fails is skipped)."""
+    found: list[Finding] = []
+    for entry in detectors:
+        if all(getattr(trace, need) for need in entry.needs):
+            try:
+                found += entry.run(trace)
+            except Exception:  # a detector failing on a short cut is not news: the full run was judged
+                continue
+    return found
+
+
+def first_seen(trace: RunTrace, findings: Sequence[Finding], seconds: float = REPLAY_SECONDS) -> dict[int, int]:
+    """``{index in findings: step}`` for the findings without a step that a cut of the run already shows.
+
+    Only the detectors of the findings' codes run. Every :data:`STRIDE`-th cut of :func:`cut_steps` is tried first;
+    where a finding first shows, the cuts since the previous one tried are searched for the first that shows it.
+    After ``seconds`` the search stops and the findings left keep no step (a guard for very long records).
+    """
     pending = {i: f for i, f in enumerate(findings) if f.step is None}
     out: dict[int, int] = {}
     if not pending:
         return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a detector failing on a short cut is not news: the full run was judged
-        for step in cut_steps(trace):
-            found = run_detectors(cut(trace, step))
-            for i, f in list(pending.items()):
-                if any(_same(f, g) for g in found):
-                    out[i] = step
-                    del pending[i]
-            if not pending:
-                break
+    codes = {f.code for f in pending.values()}
+    detectors = [d for d in DETECTORS if codes & set(d.codes)]
+    grid = cut_steps(trace)
+    deadline = time.perf_counter() + seconds
+    memo: dict[int, list[Finding]] = {}
+
+    def shows(step: int, f: Finding) -> bool:
+        if step not in memo:
+            memo[step] = _detect(detectors, cut(trace, step))
+        return any(_same(f, g) for g in memo[step])
+
+    previous = -1  # index in grid of the last coarse cut tried
+    for j in sorted({*range(0, len(grid), STRIDE), len(grid) - 1}):
+        if not pending or time.perf_counter() > deadline:
+            break
+        for i, f in list(pending.items()):
+            if shows(grid[j], f):
+                earlier = (k for k in range(previous + 1, j) if time.perf_counter() <= deadline and shows(grid[k], f))
+                out[i] = grid[next(earlier, j)]
+                del pending[i]
+        previous = j
     return out

@@ -234,8 +234,9 @@ def script_page(result: Any, title: str | None = None) -> Page:
 def _report_run(report: Any, title: str, anchor: str) -> RunView:
     meta = report.meta
     facts = [*model_facts(meta), ("Wall time", seconds(meta.get("seconds")))]
+    static = {f.code for f in report.static_findings}
     return run_view(title, anchor, report.trace(), report.findings, report.notes, facts,
-                    nonfinite=report.history.get("nonfinite"))  # fmt: skip
+                    nonfinite=report.history.get("nonfinite"), before=static)  # fmt: skip
 
 
 def report_page(report: Any, title: str | None = None) -> Page:

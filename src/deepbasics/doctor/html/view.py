@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from ..codes import PRACTICE, spec
-from ..detectors import static_codes
 from ..findings import Finding, Severity
 from ..records import RunTrace
 from .onset import first_seen
@@ -206,13 +205,15 @@ def run_view(
     notes: Iterable[str] = (),
     facts: Iterable[tuple[str, str]] = (),
     nonfinite: Mapping[str, Any] | None = None,
+    before: Iterable[str] = (),
 ) -> RunView:
-    """Build the :class:`RunView` of a run; ``nonfinite``: where ``diagnose`` located the first inf/nan.
+    """Build the :class:`RunView` of a run; ``nonfinite``: where ``diagnose`` located the first inf/nan; ``before``:
+    the codes of the checks made before training (``diagnose``'s static findings).
 
     A finding without a step gets the first step at which a cut of the records shows it (:mod:`.onset`), unless
-    it is a check of the setup before training (``diagnose``'s static checks)."""
+    it was found before training."""
     findings = list(findings)
-    before = static_codes() if trace.static is not None else frozenset()
+    before = frozenset(before)
     replay = [i for i, f in enumerate(findings) if f.step is None and f.code not in before]
     steps = {replay[j]: s for j, s in first_seen(trace, [findings[i] for i in replay]).items()}
     views = [
