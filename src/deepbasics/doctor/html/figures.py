@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -340,8 +341,9 @@ def _norm(panel: Panel, data: np.ndarray) -> tuple[Any, bool]:
         return LogNorm(0.1, 1.0), bool(finite.size)
     hi = float(positive.max())
     lo = max(float(positive.min()), hi * 10.0**-DECADES)
-    if lo == hi:
-        lo, hi = lo / 10, hi * 10
+    if hi / lo < 10:  # at least a decade, centred: a 30% spread must not look as stark as a factor of 1000
+        mid = math.sqrt(hi * lo)
+        lo, hi = mid / math.sqrt(10), mid * math.sqrt(10)
     return LogNorm(lo, hi), bool((finite < lo).any())
 
 
@@ -409,10 +411,10 @@ def layer_figure(run: RunView, panel: Panel, xlim: tuple[float, float], left: fl
         bar = fig.colorbar(mesh, cax=cax, extend="min" if under else "neither")
         bar.set_label(panel.bar, fontsize=8.5)
         bar.ax.tick_params(labelsize=7.5)
-        if panel.log and norm.vmax / norm.vmin < 10:  # under a decade: a few plain ticks, not a wall of 10^x labels
+        if panel.log and norm.vmax / norm.vmin < 11:  # a decade: a few plain ticks, not a wall of 10^x labels
             ticks = np.geomspace(norm.vmin, norm.vmax, 4)
-            bar.ax.minorticks_off()
             bar.set_ticks(ticks, labels=[f"{t:.3g}" for t in ticks])
+            bar.minorticks_off()
         uri = _png(fig)
     if under:
         caption.append(f"Black: exactly 0 (or more than {DECADES} decades below the largest value).")
