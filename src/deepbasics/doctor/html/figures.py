@@ -272,7 +272,7 @@ def _mark_nonfinite(ax: Any, curve: Curve) -> None:
                color=SEVERITY_COLOR["error"], zorder=5, clip_on=False, label=label)  # fmt: skip
     first = int(bad[0])
     ax.annotate(f"{fmt_number(curve.values[first])} at step {int(curve.steps[first])}",
-                (curve.steps[first], 0.04), xycoords=trans, xytext=(6, 5), textcoords="offset points",
+                (curve.steps[first], 0.04), xycoords=trans, xytext=(6, 9), textcoords="offset points",
                 fontsize=8, color=SEVERITY_COLOR["error"], zorder=5)  # fmt: skip
 
 
