@@ -28,7 +28,7 @@ from deepbasics.doctor.case import diagnose_case
 from deepbasics.doctor.detectors import run_detectors
 from deepbasics.doctor.findings import Finding, Severity
 from deepbasics.doctor.fixes import get_fix
-from deepbasics.doctor.html import figures, html_path, page_of, render_html, write_html
+from deepbasics.doctor.html import figures, heatmaps, html_path, page_of, render_html, write_html
 from deepbasics.doctor.html.onset import CUTS, cut, cut_steps, first_seen
 from deepbasics.doctor.html.pages import shorten_paths
 from deepbasics.doctor.html.view import curve_words, fmt_number, fmt_value
@@ -316,7 +316,7 @@ def test_long_runs_are_downsampled_and_say_so():
     page = page_of(_report(losses, layers, [finding]))
     captions = " ".join(c for f in page.runs[0].figures for c in f.caption)
     assert f"{n_steps} values drawn as {figures.LOSS_BINS} bins" in captions
-    assert f"{len(steps)} recorded steps; {figures.MAX_COLUMNS} evenly spaced ones drawn" in captions
+    assert f"{len(steps)} recorded steps; {heatmaps.MAX_COLUMNS} evenly spaced ones drawn" in captions
     assert f"{n_layers} layers recorded this" in captions
 
 

@@ -19,8 +19,9 @@ jinja2 (autoescaped: a script or layer called ``<script>alert(1)</script>`` show
 (figures embedded as PNG data URIs); it has no JavaScript, loads nothing from the network (a
 Content-Security-Policy forbids it) and holds no absolute local path except the script's, as given.
 
-Modules: :mod:`.view` (records -> plain data, and what they say in words), :mod:`.figures` (drawing),
-:mod:`.pages` (one page per kind of result), ``templates/report.html``.
+Modules: :mod:`.view` (records -> plain data, and what they say in words), :mod:`.onset` (the step a finding first
+showed, replayed from the records), :mod:`.figures` (the curves, and the plumbing every figure shares),
+:mod:`.heatmaps` (the per-layer panels), :mod:`.pages` (one page per kind of result), ``templates/report.html``.
 """
 
 from __future__ import annotations

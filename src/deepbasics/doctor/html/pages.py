@@ -21,10 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .figures import Figure, repair_figure, run_figures
+from .figures import Figure, left_margin, loss_figure, repair_figure, step_range
+from .heatmaps import PANELS, layer_figure
 from .view import SEVERITY_RANK, RunView, fmt_number, run_view
 
-__all__ = ["Page", "repair_page", "report_page", "script_page", "session_page", "shorten_paths"]
+__all__ = ["Page", "repair_page", "report_page", "run_figures", "script_page", "session_page", "shorten_paths"]
 
 #: How ``deepbasics doctor SCRIPT`` ended, in words (keys of ``deepbasics.doctor.script.EXIT_CODES``).
 STATUS_WORDS = {
@@ -110,6 +111,14 @@ def _layer_fact(run: RunView) -> tuple[str, str]:
         return ("Layer statistics", "none recorded")
     every = f", every {steps[1] - steps[0]} steps" if len(steps) > 1 else ""
     return ("Layer statistics", f"{len(layers)} layers at {len(steps)} recorded steps{every}")
+
+
+def run_figures(run: RunView) -> list[Figure]:
+    """The loss figure and every layer panel with data, for one run (in page order), on one step range."""
+    xlim, left = step_range(run.last_step()), left_margin([run])
+    figures = [loss_figure(run, xlim, left)]
+    figures += [layer_figure(run, panel, xlim, left) for panel in PANELS]
+    return [f for f in figures if f is not None]
 
 
 def _finish(run: RunView) -> RunView:
