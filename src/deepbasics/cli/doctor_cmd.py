@@ -3,6 +3,9 @@
 - ``deepbasics doctor SCRIPT.py [-- ARGS...]``: :func:`deepbasics.doctor.script.run_script`; prints the findings
   (also when the script raises or its loss turns non-finite), writes ``doctor.json`` (``--out``), and exits with
   :data:`deepbasics.doctor.script.EXIT_CODES` (0 ok, 1 the script raised, 3 non-finite loss, 4 error findings).
+- ``--html [PATH]`` (with either): also write the findings as one self-contained HTML page
+  (:mod:`deepbasics.doctor.html`) -- by default ``doctor.html`` next to ``doctor.json`` (``--out x/run.json``:
+  ``x/run.html``). The page is drawn after the run from what it recorded: the same hooks, no cost per step.
 - ``deepbasics doctor --demo NAME``: a fault-zoo setup, diagnosed, then repaired; prints before and after.
 - ``deepbasics doctor --list-demos``: the zoo's setups.
 - ``deepbasics doctor --codes``: the finding codes, as a Markdown table derived from the doctor's code table.
@@ -15,12 +18,51 @@ ranks agree on that; this command does not).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from deepbasics.cli.app import app
+
+
+class _DoctorCommand(TyperCommand):
+    """The doctor command, whose ``--html`` takes an optional PATH (click options need a value or none).
+
+    Before parsing, a bare ``--html`` -- last, or followed by another option, by ``--`` or by the script (a
+    ``.py`` file: a report is never written over one) -- gets the empty value that stands for the default path.
+    Only the doctor's own options are looked at: everything after ``--`` belongs to the script.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        args = list(args)
+        for i, token in enumerate(args):
+            if token == "--":
+                break
+            if token == "--html":
+                following = args[i + 1] if i + 1 < len(args) else None
+                if following is None or following.startswith("-") or following.lower().endswith(".py"):
+                    args.insert(i + 1, "")
+                break
+        return super().parse_args(ctx, args)
+
+
+def _html_target(html: str, out: Path | None) -> Path:
+    """Where ``--html`` writes: its PATH, else next to the JSON output (``doctor.html`` beside ``doctor.json``)."""
+    from deepbasics.doctor.html import html_path
+
+    if html:
+        return html_path(html)
+    return html_path((out if out is not None else Path("doctor.json")).with_suffix(".html"))
+
+
+def _write_html(result: Any, target: Path, title: str | None = None) -> None:
+    """Write the HTML page; a folder that cannot be written is one line on stderr, not a traceback."""
+    try:
+        typer.echo(f"wrote {result.to_html(target, title=title)}")
+    except OSError as exc:
+        typer.echo(f"error: could not write the HTML report to {target}: {exc}", err=True)
 
 
 def _list_demos(console: Console) -> None:
@@ -41,7 +83,7 @@ def _list_demos(console: Console) -> None:
 _LIST_HINT = "List them with `deepbasics doctor --list-demos`."
 
 
-def _demo(name: str, out: Path | None, seed: int, console: Console) -> int:
+def _demo(name: str, out: Path | None, seed: int, console: Console, html: Path | None = None) -> int:
     from deepbasics.doctor import zoo
     from deepbasics.doctor.repairing import repair_case
 
@@ -67,8 +109,11 @@ def _demo(name: str, out: Path | None, seed: int, console: Console) -> int:
 
     before = diagnose_case(case, seed)
     typer.echo(before.summary())
+    title = f"demo {setup.name}: {setup.description}"
     if not before.findings:
         console.print("nothing to repair.")
+        if html is not None:
+            _write_html(before, html, title)
         return 0
     console.print("[bold]repairing[/] (each fix on a copy, retrained for the same budget and diagnosed again) ...")
     result = repair_case(case, report=before, seed=seed, on_attempt=progress)
@@ -80,11 +125,14 @@ def _demo(name: str, out: Path | None, seed: int, console: Console) -> int:
 
         text = json.dumps(result.to_dict(), indent=2, default=str) + "\n"
         console.print(f"wrote {atomic_write(out, lambda f: f.write(text.encode('utf-8')))}")
+    if html is not None:
+        _write_html(result, html, title)
     return 0 if result.success else 4
 
 
 @app.command(
     "doctor",
+    cls=_DoctorCommand,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def doctor(
@@ -97,6 +145,15 @@ def doctor(
     codes: Annotated[bool, typer.Option("--codes", help="Print the finding codes (Markdown) and exit.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="JSON output (default: doctor.json for a script).")] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Do not stop at a non-finite loss.")] = False,
+    html: Annotated[
+        str | None,
+        typer.Option(
+            "--html",
+            metavar="[PATH]",
+            help="Also write an offline HTML report: loss curve, per-layer heatmaps, findings "
+            "(default: doctor.html next to the JSON output).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the demo setups.")] = 0,
 ) -> None:
     """Watch a training script (``deepbasics doctor train.py -- --epochs 3``) or run a broken demo and repair it."""
@@ -112,7 +169,8 @@ def doctor(
     if demo is not None:
         if script is not None:
             raise typer.BadParameter("give either SCRIPT or --demo NAME, not both")
-        raise typer.Exit(_demo(demo, out, seed, console))
+        target = _html_target(html, out) if html is not None else None
+        raise typer.Exit(_demo(demo, out, seed, console, target))
     if script is None:
         raise typer.BadParameter("missing SCRIPT (or --demo NAME / --list-demos)")
     if not script.is_file():
@@ -122,6 +180,10 @@ def doctor(
     args = list(ctx.args)
     if args and args[0] == "--":
         args = args[1:]
-    result = run_script(script, args, keep_going=keep_going)
     out_path = out if out is not None else Path("doctor.json")
-    raise typer.Exit(result.deliver(out_path, typer.echo, lambda text: typer.echo(text, err=True)))
+    target = _html_target(html, out_path) if html is not None else None  # a bad PATH fails before the run
+    result = run_script(script, args, keep_going=keep_going)
+    code = result.deliver(out_path, typer.echo, lambda text: typer.echo(text, err=True))
+    if target is not None and result.rank == 0:  # drawn after the run, from its records: no cost per step
+        _write_html(result, target)
+    raise typer.Exit(code)

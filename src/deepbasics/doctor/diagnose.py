@@ -352,6 +352,7 @@ def _diagnose(
         },
         notes=notes,
         meta={
+            "model": type(original).__name__,
             "steps": steps,
             "steps_run": steps_run,
             "batch_size": effective_batch,

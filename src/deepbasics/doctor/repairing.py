@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -150,6 +152,13 @@ class RepairResult:
         if self.code:
             lines += ["  code:", *("    " + line for line in self.code.splitlines())]
         return "\n".join(lines)
+
+    def to_html(self, path: str | os.PathLike[str] = "doctor.html", *, title: str | None = None) -> Path:
+        """Write the repair as one self-contained HTML page: the loss before and after, the metrics, the fixes tried
+        and kept (with their code) and both diagnoses (:mod:`deepbasics.doctor.html`). Returns the path."""
+        from .html import write_html  # lazy: matplotlib and jinja2 load only when a report is drawn
+
+        return write_html(self, path, title=title)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data (reports as dicts, fixes by name)."""

@@ -153,6 +153,13 @@ class Report:
             target.write_text(text + "\n", encoding="utf-8")
         return text
 
+    def to_html(self, path: str | os.PathLike[str] = "doctor.html", *, title: str | None = None) -> Path:
+        """Write the report as one self-contained HTML page (loss curve with the findings marked, per-layer
+        heatmaps, each finding with its evidence, fix and FAQ question): :mod:`deepbasics.doctor.html`."""
+        from .html import write_html  # lazy: matplotlib and jinja2 load only when a report is drawn
+
+        return write_html(self, path, title=title)
+
     def summary(self, *, width: int = 110) -> str:
         """Rich-formatted text: the findings table, a one-line run summary and the notes."""
         losses = self.history.get("losses") or []

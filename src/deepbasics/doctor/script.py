@@ -153,6 +153,13 @@ class ScriptResult:
         text = json.dumps(_strict(self.to_dict()), indent=2) + "\n"
         return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
+    def to_html(self, path: str | os.PathLike[str] = "doctor.html", *, title: str | None = None) -> Path:
+        """Write the outcome as one self-contained HTML page (the script's exit status, and per watched model the
+        loss curve, per-layer heatmaps and findings): :mod:`deepbasics.doctor.html`. Returns the path."""
+        from .html import write_html  # lazy: matplotlib and jinja2 load only when a report is drawn
+
+        return write_html(self, path, title=title)
+
     def deliver(self, out: str | os.PathLike[str], echo: Any, echo_err: Any) -> int:
         """Present the outcome (the command line's part) and return the exit code.
 

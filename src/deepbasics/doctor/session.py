@@ -25,8 +25,10 @@ bit-identical parameters after 50 steps with dropout and BatchNorm. The cost wit
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -291,31 +293,43 @@ class DoctorSession:
         title = self.gather.title("deepbasics doctor (watch)")
         return render_findings(self.findings, title=title, notes=self.notes, width=width)
 
+    def meta(self) -> dict[str, Any]:
+        """The run's settings: steps, batch size, optimizer and its (current) learning rate, intervals, model class,
+        trainable parameters, seconds watched."""
+        optimizer = self.optimizer
+        seconds = self._seconds + (time.perf_counter() - self._started if self._started is not None else 0.0)
+        return {
+            "steps": self.num_steps,
+            "batch_size": self.batch_size,
+            "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+            "lr": optimizer.param_groups[0].get("lr") if optimizer is not None else None,
+            "every": self.every,
+            "layer_every": self.layer_every,
+            "model": type(self.model).__name__,
+            "parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+            "seconds": seconds,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: findings, the recorded trace, notes and the run's settings."""
         findings = self.findings
-        optimizer = self.optimizer
-        seconds = self._seconds + (time.perf_counter() - self._started if self._started is not None else 0.0)
         out = {
             "findings": [f.to_dict() for f in findings],
             "trace": _finite_json(self.trace().to_dict()),
             "notes": list(self.notes),
-            "meta": {
-                "steps": self.num_steps,
-                "batch_size": self.batch_size,
-                "optimizer": type(optimizer).__name__ if optimizer is not None else None,
-                "lr": optimizer.param_groups[0].get("lr") if optimizer is not None else None,
-                "every": self.every,
-                "layer_every": self.layer_every,
-                "model": type(self.model).__name__,
-                "parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-                "seconds": seconds,
-            },
+            "meta": self.meta(),
         }
         distributed = self.gather.to_dict()
         if distributed is not None:
             out["distributed"] = distributed
         return out
+
+    def to_html(self, path: str | os.PathLike[str] = "doctor.html", *, title: str | None = None) -> Path:
+        """Write the findings, the loss curve and the per-layer panels as one self-contained HTML file (drawn from
+        the records kept; no extra cost while training): :mod:`deepbasics.doctor.html`. Returns the path."""
+        from .html import write_html  # lazy: matplotlib and jinja2 load only when a report is drawn
+
+        return write_html(self, path, title=title)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain data to resume the session in a new process: steps, losses, layer records, findings, notes."""
