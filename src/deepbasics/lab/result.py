@@ -82,6 +82,8 @@ class Result:
         metrics: every scalar metric of the experiment, name -> per-seed list (seed order as ``seeds``).
         figures: PNG paths relative to the report folder.
         seconds: the experiment's run time (all seeds and the plot; shared by its claims).
+        cpu_seconds: the CPU time its one-thread worker used: the cost on an idle core, unlike ``seconds``,
+            which grows with whatever else the machine runs.
         error: the traceback or message when ``verdict == "error"``, else ``None``.
         experiment: the experiment's ID (its first claim); method: how it measures, in words.
         seeds, mode (``"quick"``/``"full"``), cached (reused from an earlier run).
@@ -113,6 +115,7 @@ class Result:
     seeds: tuple[int, ...] = ()
     mode: str = "full"
     cached: bool = False
+    cpu_seconds: float = 0.0
     scope: tuple[str, ...] | None = None
     sentence: str = ""
     tasks: tuple[TaskResult, ...] = ()
@@ -307,6 +310,7 @@ def results_of(
                 rule=rule.describe(),
                 metric=rule.metric,
                 seconds=float(record.get("seconds", 0.0)),
+                cpu_seconds=float(record.get("cpu_seconds", 0.0)),
                 experiment=exp.id,
                 method=exp.method,
                 seeds=tuple(seeds),

@@ -335,7 +335,8 @@ def run(
     ordered = [r for plan in plans for r in results[plan.exp.id]]
     from .report import write_report
 
-    meta = {"mode": mode, "jobs": jobs, "seeds": seeds, "wall_seconds": wall}
+    cpu = sum({r.experiment: r.cpu_seconds for r in ordered}.values())
+    meta = {"mode": mode, "jobs": jobs, "seeds": seeds, "wall_seconds": wall, "cpu_seconds": cpu}
     write_report(ordered, out, meta)
     shown.close(wall)
     return ordered
