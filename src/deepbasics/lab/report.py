@@ -202,8 +202,8 @@ def _environment() -> Any:
 def write_report(results: Sequence[Result], out: str | Path, meta: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write ``results.json``, ``index.html`` and ``report.md`` into ``out``; return their paths.
 
-    ``meta`` adds run facts to the header (``mode``, ``jobs``, ``seeds``, ``wall_seconds``, ``cpu_seconds``). Every file is
-    written atomically, so an interrupted write leaves the previous report intact.
+    ``meta`` adds run facts to the header (``mode``, ``jobs``, ``seeds``, ``wall_seconds``, ``cpu_seconds``).
+    Every file is written atomically, so an interrupted write leaves the previous report intact.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
