@@ -443,3 +443,17 @@ def test_cuda_matches_cpu_including_recurrent_models():
         torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-5)
         trace = cv.hessian_trace(model, loss_fn, x.cuda(), y.cuda(), tol=1e-2, generator=gen())
         assert math.isfinite(trace)
+
+
+def test_recurrent_layers_run_native_kernels_and_the_flags_come_back(float64):
+    model, loss_fn, x, y = lstm_net()
+    seen = []
+    model.lstm.register_forward_hook(lambda *_: seen.append(torch.backends.mkldnn.enabled))
+    model.head.register_forward_hook(lambda *_: seen.append(torch.backends.mkldnn.enabled))
+    cv.hessian_eigenvalues(model, loss_fn, x, y, generator=gen())
+    assert seen[:2] == [False, True]  # oneDNN off inside the LSTM only (convolutions elsewhere keep it)
+    assert torch.backends.mkldnn.enabled
+
+    with pytest.raises(RuntimeError, match=r"input\.size"):  # the LSTM itself fails, between the two hooks
+        cv.hessian_eigenvalues(model, loss_fn, x[..., :2], y, generator=gen())
+    assert torch.backends.mkldnn.enabled

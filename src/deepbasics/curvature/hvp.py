@@ -26,8 +26,8 @@ graph has no batching rule.
 
 The model is evaluated in eval mode (dropout off, BatchNorm with running statistics) unless
 ``train_mode=True``; see :func:`deepbasics.autodiff.model_mode`. Gradients are taken with
-``torch.autograd.grad``, so the parameters' ``.grad`` fields are never touched. On CUDA, models with recurrent
-layers run with cuDNN off: its RNN kernels have no double backward (nor a backward in eval mode).
+``torch.autograd.grad``, so the parameters' ``.grad`` fields are never touched. Recurrent layers run with
+PyTorch's native kernels (cuDNN's have no double backward; oneDNN's are slower to differentiate twice).
 
 Reference: Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6(1), 1994.
 """
@@ -78,6 +78,35 @@ def _check_batch(inputs: object, targets: object, where: str) -> tuple[torch.Ten
     return inputs, targets
 
 
+@contextmanager
+def _native_recurrent_kernels(modules: list[nn.Module], device: torch.device) -> Iterator[None]:
+    """Run the recurrent ``modules`` (and only them) with PyTorch's native kernels instead of the vendor ones:
+    cuDNN's RNN has no double backward (nor a backward in eval mode), and on the CPU the native LSTM's gradient
+    graph is cheaper to differentiate again than oneDNN's (measured on four LSTM shapes: builds and products 15-20%
+    faster; GRU unchanged; convolutions, which are slower without oneDNN, keep it)."""
+    if not modules:
+        yield
+        return
+    backend = torch.backends.cudnn if device.type == "cuda" else torch.backends.mkldnn
+    original = backend.enabled
+    saved: list[bool] = []
+
+    def before(module: nn.Module, args: object) -> None:
+        saved.append(backend.enabled)
+        backend.enabled = False
+
+    def after(module: nn.Module, args: object, output: object) -> None:
+        backend.enabled = saved.pop()
+
+    handles = [m.register_forward_pre_hook(before) for m in modules] + [m.register_forward_hook(after) for m in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        backend.enabled = original  # also when a forward raised between the two hooks
+
+
 class HessianOperator:
     """The linear map ``v -> H v`` (P,) -> (P,) for the mean loss of ``model`` over the given data.
 
@@ -111,8 +140,7 @@ class HessianOperator:
         self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # single batch: (loss, grads)
         self._graph_bytes = 0  # bytes the largest gradient graph saved for its backward
         self._batched: bool | None = None  # batched products work here: unknown until tried
-        recurrent = any(isinstance(m, nn.RNNBase) for m in model.modules())
-        self._no_cudnn = recurrent and self.device.type == "cuda"
+        self._recurrent = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
         if isinstance(inputs, torch.Tensor):
             if targets is None:
                 raise fail(
@@ -183,7 +211,7 @@ class HessianOperator:
             return t
 
         measure = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if create_graph else nullcontext()
-        with torch.backends.cudnn.flags(enabled=False) if self._no_cudnn else nullcontext(), measure:
+        with _native_recurrent_kernels(self._recurrent, self.device), measure:
             loss = _mean_loss(self.loss_fn(self.model(x), y))
             grads = torch.autograd.grad(
                 loss, self.params, create_graph=create_graph, allow_unused=True, materialize_grads=True
