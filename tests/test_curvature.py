@@ -435,9 +435,9 @@ def test_adaptive_trace_on_a_model(float64):
 def test_cuda_matches_cpu_including_recurrent_models():
     for build in (tanh_mlp, lstm_net):
         model, loss_fn, x, y = build()
-        cpu = cv.hessian_eigenvalues(model, loss_fn, x, y, k=2, which="both", tol=1e-4, generator=gen())
+        cpu = cv.hessian_eigenvalues(model, loss_fn, x, y, k=1, which="both", tol=1e-4, generator=gen())
         gpu = cv.hessian_eigenvalues(
-            model.cuda(), loss_fn, x.cuda(), y.cuda(), k=2, which="both", tol=1e-4, generator=gen()
+            model.cuda(), loss_fn, x.cuda(), y.cuda(), k=1, which="both", tol=1e-4, generator=gen()
         )
         assert gpu.device.type == "cuda"
         torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-5)
