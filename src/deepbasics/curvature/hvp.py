@@ -138,7 +138,7 @@ class HessianOperator:
         self.dtype, self.device = self.params[0].dtype, self.params[0].device
         self.num_hvps = 0
         self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # single batch: (loss, grads)
-        self._graph_bytes = 0  # bytes the largest gradient graph saved for its backward
+        self._graph_bytes = 0  # bytes the gradient graph of the first batch saves for its backward (0: not measured)
         self._batched: bool | None = None  # batched products work here: unknown until tried
         self._recurrent = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
         if isinstance(inputs, torch.Tensor):
@@ -192,7 +192,12 @@ class HessianOperator:
         if count == 0:
             raise fail(ValueError, "inputs", "at least one batch", "an empty iterable", "Pass a non-empty DataLoader.")
 
-    def _loss_and_grads(self, x: torch.Tensor, y: object, create_graph: bool) -> tuple[torch.Tensor, list]:
+    def _loss_and_grads(
+        self, x: torch.Tensor, y: object, create_graph: bool, measure: bool = False
+    ) -> tuple[torch.Tensor, list]:
+        """Loss and gradient of one batch; with ``measure=True`` also records in ``_graph_bytes`` the memory the
+        gradient graph keeps for its backward (by an identity saved-tensor hook, which costs a Python call per
+        saved tensor on every later backward: so only on a graph built for measuring, never on a working one)."""
         if self._closed:
             raise RuntimeError(
                 "HessianOperator: used after its `with hessian_operator(...)` block ended. "
@@ -202,7 +207,7 @@ class HessianOperator:
         y = y.to(self.device) if isinstance(y, torch.Tensor) else y
         saved: dict[tuple[int, int], int] = {}
 
-        def pack(t: torch.Tensor) -> torch.Tensor:  # identity hook: only measures what the graph keeps
+        def pack(t: torch.Tensor) -> torch.Tensor:
             try:
                 storage = t.untyped_storage()
                 saved[(storage.data_ptr(), t.dtype.itemsize)] = storage.nbytes()
@@ -210,13 +215,14 @@ class HessianOperator:
                 pass
             return t
 
-        measure = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if create_graph else nullcontext()
-        with _native_recurrent_kernels(self._recurrent, self.device), measure:
+        hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if measure else nullcontext()
+        with _native_recurrent_kernels(self._recurrent, self.device), hooks:
             loss = _mean_loss(self.loss_fn(self.model(x), y))
             grads = torch.autograd.grad(
                 loss, self.params, create_graph=create_graph, allow_unused=True, materialize_grads=True
             )
-        self._graph_bytes = max(self._graph_bytes, sum(saved.values()))
+        if measure:
+            self._graph_bytes = max(sum(saved.values()), 1)
         return loss, list(grads)
 
     def _single_graph(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -316,11 +322,8 @@ class HessianOperator:
         """Vectors per batched product: memory-bounded (see ``BATCH_MEMORY_BYTES``), 1 where batching fails."""
         if self._batched is False:
             return 1
-        if self._graph_bytes == 0:  # not measured yet: build (and measure) the graph once
-            if self._batch is not None:
-                self._single_graph()
-            else:
-                self._loss_and_grads(*next(self._batches()), create_graph=True)
+        if self._graph_bytes == 0:  # not measured yet: one extra forward and backward on the first batch
+            self._loss_and_grads(*next(self._batches()), create_graph=True, measure=True)
         budget = BATCH_MEMORY_BYTES
         if self.device.type == "cuda":
             budget = min(budget, torch.cuda.mem_get_info(self.device)[0] // 2)

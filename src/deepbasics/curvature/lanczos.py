@@ -46,6 +46,7 @@ Computations* (4th ed.), §10.1-10.3; Daniel, Gragg, Kaufman & Stewart, Math. Co
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -73,6 +74,7 @@ class ConvergenceWarning(UserWarning):
     """An iterative curvature estimate stopped at its iteration limit before meeting its tolerance."""
 
 
+@functools.cache
 def resolution_floor(dtype: torch.dtype) -> float:
     """eps^(2/3) of ``dtype``: below this fraction of |A| a residual or a beta is treated as round-off.
 
@@ -83,15 +85,21 @@ def resolution_floor(dtype: torch.dtype) -> float:
 
 def tridiagonal_eigh(alphas: torch.Tensor, off: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues (m,) ascending and eigenvectors (m, m) of the symmetric tridiagonal matrix with diagonal
-    ``alphas`` and off-diagonal ``off``, float64 on the CPU (LAPACK's MRRR, O(m^2), via SciPy)."""
-    if alphas.numel() == 1:
-        return alphas.clone(), torch.ones(1, 1, dtype=torch.float64)
-    if alphas.numel() <= QL_MAX_SIZE:
-        theta, s, info = lapack.dstev(alphas.numpy(), off.numpy())
+    ``alphas`` and off-diagonal ``off``, float64 on the CPU (LAPACK via SciPy: implicit QL up to QL_MAX_SIZE,
+    MRRR above)."""
+    theta, s = _tridiagonal_eigh(np.asarray(alphas, dtype=np.float64), np.asarray(off, dtype=np.float64))
+    return torch.from_numpy(theta), torch.from_numpy(s)
+
+
+def _tridiagonal_eigh(alphas: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if alphas.size == 1:
+        return alphas.copy(), np.ones((1, 1))
+    if alphas.size <= QL_MAX_SIZE:
+        theta, s, info = lapack.dstev(alphas, off)
         if info == 0:
-            return torch.from_numpy(theta), torch.from_numpy(np.ascontiguousarray(s))
-    theta, s = eigh_tridiagonal(alphas.numpy(), off.numpy(), check_finite=False)
-    return torch.from_numpy(np.ascontiguousarray(theta)), torch.from_numpy(np.ascontiguousarray(s))
+            return theta, np.ascontiguousarray(s)
+    theta, s = eigh_tridiagonal(alphas, off, check_finite=False)
+    return np.ascontiguousarray(theta), np.ascontiguousarray(s)
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ class LanczosDecomposition:
     num_matvecs: int
     block_starts: tuple[int, ...]
     scale: float
-    _ritz: list = field(default_factory=list, repr=False, compare=False)  # cache: ritz() runs once per step
+    _ritz: list = field(default_factory=list, repr=False, compare=False)  # cache: the solve runs once per step
 
     @property
     def num_steps(self) -> int:
@@ -120,6 +128,14 @@ class LanczosDecomposition:
     def broke_down(self) -> bool:
         """beta_m <= eps^(2/3) |A|: the current Krylov block is invariant under A (to working precision)."""
         return float(self.betas[-1]) <= resolution_floor(self.basis.dtype) * self.scale
+
+    def ritz_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`ritz` as NumPy arrays (no copies): what a convergence test run every step should read."""
+        if not self._ritz:
+            betas = self.betas.numpy()
+            theta, s = _tridiagonal_eigh(self.alphas.numpy(), betas[:-1])
+            self._ritz.append((theta, s, abs(betas[-1]) * np.abs(s[-1])))
+        return self._ritz[0]
 
     def tridiagonal(self) -> torch.Tensor:
         """T_m, (m, m), float64 on the CPU."""
@@ -132,11 +148,8 @@ class LanczosDecomposition:
         T is tiny (m <= a few hundred): it is solved in float64 on the CPU, where one tridiagonal solve costs
         microseconds, rather than as a kernel launch on an accelerator; float64 keeps close Ritz values apart.
         """
-        if not self._ritz:
-            theta, s = tridiagonal_eigh(self.alphas, self.betas[:-1])
-            residuals = torch.from_numpy(abs(float(self.betas[-1])) * np.abs(s[-1].numpy()))
-            self._ritz.append((theta, s, residuals))
-        return self._ritz[0]
+        theta, s, residuals = self.ritz_arrays()
+        return torch.from_numpy(theta), torch.from_numpy(s), torch.from_numpy(residuals)
 
     def ritz_vectors(self, columns: torch.Tensor) -> torch.Tensor:
         """Ritz vectors Q_m^T S[:, columns], shape (P, len(columns)), in the basis' dtype and device."""
@@ -201,7 +214,7 @@ def lanczos(
         # Reorthogonalisation against all q_i subsumes the three-term recurrence (w - alpha_j q_j - beta_j-1 q_j-1)
         # and yields alpha_j = q_j^T A q_j as a by-product.
         alphas[j], betas[j] = _orthogonalize(w, known, reorth)
-        scale = max(scale, abs(alphas[j]), betas[j])
+        scale = max(scale, abs(float(alphas[j])), float(betas[j]))
         decomposition = LanczosDecomposition(
             torch.from_numpy(alphas[: j + 1].copy()),
             torch.from_numpy(betas[: j + 1].copy()),
@@ -212,7 +225,7 @@ def lanczos(
         )
         if (stop is not None and stop(decomposition)) or j + 1 == max_steps or j + 1 == dim:
             return decomposition
-        if decomposition.broke_down:
+        if betas[j] <= floor * scale:  # decomposition.broke_down, on plain floats
             if not restart:
                 return decomposition
             w.copy_(random_probes(dim, dtype=start.dtype, device=start.device, generator=generator))
@@ -225,7 +238,7 @@ def lanczos(
             blocks.append(j + 1)
             w.div_(w.norm())
         else:
-            w.div_(betas[j])
+            w.div_(float(betas[j]))
     raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
 
@@ -312,27 +325,27 @@ def lanczos_extremes(
     floor = resolution_floor(dtype)
     relative = tol / (1.0 + tol)  # residual <= relative |theta|  =>  relative error <= tol (module docstring)
 
-    def passes(values: np.ndarray, residuals: np.ndarray, scale: float) -> bool:
-        return bool(np.all(residuals <= np.maximum(relative * np.abs(values), floor * scale)))
+    def passes(values: list[float], residuals: list[float], scale: float) -> bool:
+        # a handful of values per step: plain floats, not tensor operations with their dispatch overhead
+        return all(r <= max(relative * abs(v), floor * scale) for v, r in zip(values, residuals, strict=True))
 
     def converged(d: LanczosDecomposition) -> bool:
-        theta, _, residuals = d.ritz()
-        if theta.numel() < needed:
+        theta, _, residuals = d.ritz_arrays()
+        if theta.size < needed:
             return False
-        theta, residuals = theta.numpy(), residuals.numpy()  # tiny arrays: NumPy avoids torch's per-op overhead
-        scale = max(abs(theta[0]), abs(theta[-1]))
+        scale = max(abs(float(theta[0])), abs(float(theta[-1])))
         idx = _wanted(theta.size, k, which)
-        if not passes(theta[idx], residuals[idx], scale):
+        if not passes(theta[idx].tolist(), residuals[idx].tolist(), scale):
             return False
         start = d.block_starts[-1]
         if start == 0:
             return True
         # A restarted block must first converge its own extreme(s): until then its Ritz values understate what it
         # holds, and the wanted set, made of the earlier blocks' values, only looks converged.
-        theta_b, s_b = tridiagonal_eigh(d.alphas[start:], d.betas[start:-1])
-        res_b = float(d.betas[-1]) * s_b[-1].abs()
+        theta_b, s_b = _tridiagonal_eigh(d.alphas.numpy()[start:], d.betas.numpy()[start:-1])
+        res_b = abs(float(d.betas[-1])) * np.abs(s_b[-1])
         ends = {"largest": [-1], "smallest": [0], "both": [0, -1]}[which]
-        return passes(theta_b[ends].numpy(), res_b[ends].numpy(), scale)
+        return passes(theta_b[ends].tolist(), res_b[ends].tolist(), scale)
 
     def stop(d: LanczosDecomposition) -> bool:
         if not converged(d):
@@ -341,9 +354,9 @@ def lanczos_extremes(
             return True
         # Exact breakdown: one Krylov block holds one copy of each eigenvalue. If the last block supplied a wanted
         # value, restart (at most `needed` times) so that further copies of a repeated eigenvalue can appear.
-        _, s, _ = d.ritz()
+        _, s, _ = d.ritz_arrays()
         idx = _wanted(s.shape[0], k, which)
-        return not bool((s[d.block_starts[-1] :, idx].abs().sum(0) > 0.5).any())
+        return not bool((np.abs(s[d.block_starts[-1] :, idx]).sum(0) > 0.5).any())
 
     start = random_probes(dim, dtype=dtype, device=torch.device(device), generator=generator)
     decomposition = lanczos(matvec, start, max_iter, stop=stop, restart=True, generator=generator, reorth=reorth)
