@@ -457,3 +457,32 @@ def test_recurrent_layers_run_native_kernels_and_the_flags_come_back(float64):
     with pytest.raises(RuntimeError, match=r"input\.size"):  # the LSTM itself fails, between the two hooks
         cv.hessian_eigenvalues(model, loss_fn, x[..., :2], y, generator=gen())
     assert torch.backends.mkldnn.enabled
+
+
+class LinearOffset(nn.Module):
+    """tanh(x W^T) plus a learned offset: the offset's gradient is constant, so its Hessian rows and columns are 0
+    and it never appears in the gradient's graph (the double backward must still give it zeros)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(2, 3))
+        self.offset = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x):
+        return torch.tanh(x @ self.w.T) + self.offset
+
+
+def test_parameters_outside_the_gradient_graph_get_zero_rows(float64):
+    torch.manual_seed(5)
+    model, x, y = LinearOffset(), torch.randn(10, 3), torch.randn(10)
+
+    def loss_fn(out, targets):  # linear in the outputs: the offset's gradient is mean(targets), a constant
+        return (out.sum(1) * targets).mean()
+
+    dense = loss_hessian(model, loss_fn, x, y)
+    assert torch.all(dense[6:] == 0) and dense[:6].abs().max() > 0
+    with cv.hessian_operator(model, loss_fn, x, y) as operator:
+        for seed in range(3):  # the first product finds which parameters are reached, later ones rely on it
+            v = torch.randn(8, generator=gen(seed))
+            torch.testing.assert_close(operator.matvec(v), dense @ v, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(operator.matmat(torch.eye(8)), dense, rtol=1e-10, atol=1e-12)

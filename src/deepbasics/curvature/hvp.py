@@ -140,6 +140,7 @@ class HessianOperator:
         self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # single batch: (loss, grads)
         self._graph_bytes = 0  # bytes the gradient graph of the first batch saves for its backward (0: not measured)
         self._batched: bool | None = None  # batched products work here: unknown until tried
+        self._unused: bool | None = None  # a parameter is absent from the cached gradient graph: unknown until used
         self._recurrent = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
         if isinstance(inputs, torch.Tensor):
             if targets is None:
@@ -241,14 +242,20 @@ class HessianOperator:
         parts = block.split(self._sizes, dim=1)  # (c, n_i) per parameter
         outputs = [grads[i] for i in live]
         if count == 1:  # the Lanczos path: kept lean, its overhead is paid once per step
+            # After the first product on the cached graph shows that every parameter is reached, the next ones
+            # skip allow_unused and the zero-filling (a few percent of a small model's product).
+            allow = not retain or self._unused is not False
             hv = torch.autograd.grad(
                 outputs,
                 self.params,
                 grad_outputs=[parts[i].view(self._shapes[i]) for i in live],
                 retain_graph=retain,
-                allow_unused=True,
-                materialize_grads=True,
+                allow_unused=allow,
             )
+            if allow:
+                if retain and self._unused is None:
+                    self._unused = any(h is None for h in hv)
+                hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, self.params, strict=True)]
             return torch.cat([h.reshape(-1) for h in hv])[None]
         if self._batched is not False:
             with warnings.catch_warnings(record=True) as caught:
@@ -259,8 +266,7 @@ class HessianOperator:
                         self.params,
                         grad_outputs=[parts[i].reshape(count, *self._shapes[i]) for i in live],
                         retain_graph=retain,
-                        allow_unused=True,
-                        materialize_grads=True,
+                        allow_unused=True,  # not materialize_grads: its zeros would lack the batch dimension
                         is_grads_batched=True,
                     )
                 except RuntimeError:  # an operation without a batching rule: products one at a time from now on
@@ -272,7 +278,11 @@ class HessianOperator:
                     for w in caught:
                         if w not in slow:  # the model's own warnings pass through
                             warnings.warn(w.message, w.category, stacklevel=2)
-                    return torch.cat([h.reshape(count, -1) for h in hv], dim=1)  # (c, P)
+                    rows = [
+                        block.new_zeros(count, n) if h is None else h.reshape(count, -1)
+                        for h, n in zip(hv, self._sizes, strict=True)
+                    ]
+                    return torch.cat(rows, dim=1)  # (c, P)
         rows = []
         for j in range(count):
             hv = torch.autograd.grad(
@@ -287,7 +297,7 @@ class HessianOperator:
         return torch.stack(rows)
 
     def _check_vector(self, v: torch.Tensor, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        if not isinstance(v, torch.Tensor) or tuple(v.shape) != shape or v.dtype != self.dtype:
+        if not isinstance(v, torch.Tensor) or v.shape != shape or v.dtype != self.dtype:
             got = f"{tuple(v.shape)} {v.dtype}" if isinstance(v, torch.Tensor) else type(v).__name__
             raise fail(
                 ValueError,
@@ -296,7 +306,7 @@ class HessianOperator:
                 got,
                 "Flatten parameter-shaped tensors with deepbasics.autodiff.flatten_params.",
             )
-        return v.to(self.device)
+        return v if v.device == self.device else v.to(self.device)
 
     def _rows(self, block: torch.Tensor) -> torch.Tensor:
         """H b for each row b of ``block`` (c, P), over all batches (size-weighted mean): (c, P)."""
