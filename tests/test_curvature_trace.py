@@ -162,6 +162,16 @@ def test_adaptive_trace_budget_warns():
     assert abs(est.value - float(a.trace())) <= 5 * est.stderr
 
 
+def test_adaptive_trace_of_a_traceless_operator():
+    # tr = 0: no relative accuracy is reachable by sampling; the exact trace is, or the budget ends the run
+    a = symmetric_with_spectrum(torch.cat([torch.linspace(1, 2, 150), -torch.linspace(1, 2, 150)]).to(F64), 6)
+    est = adaptive_trace(lambda v: a @ v, 300, generator=gen(0))
+    assert est.exact and abs(est.value) < 1e-9
+    with pytest.warns(ConvergenceWarning, match="max_matvecs"):
+        est = adaptive_trace(lambda v: a @ v, 300, max_matvecs=120, generator=gen(0))
+    assert not est.converged and est.num_hvps <= 120 and abs(est.value) <= 5 * est.stderr
+
+
 def test_adaptive_trace_is_reproducible_and_float32_works():
     a = hessian_like(300, 9)
     first = adaptive_trace(lambda v: a @ v, 300, generator=gen(4))

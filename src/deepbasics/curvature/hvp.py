@@ -18,11 +18,11 @@ are rebuilt for every product, so memory stays that of one batch.
 
 Several products at once (``matmat``, for the trace estimators' probes): the c vectors go through one
 ``torch.autograd.grad(..., is_grads_batched=True)`` call, i.e. ``torch.func.vmap`` over the backward of the gradient
-graph, in chunks whose memory (c times the graph's saved tensors, measured while the graph is built) stays within
-``BATCH_MEMORY_BYTES``. Fewer dispatches and wider kernels make a product cheaper (measured on one CPU thread: 2.5x
-on a digits MLP, 1.3x on a small CNN, none on an LSTM; far more on a GPU). The plain path, one ``matvec`` per
-column, is the reference (the tests check that both agree in float64) and the fallback whenever an operation in the
-graph has no batching rule.
+graph, in chunks whose memory (c times the graph's saved tensors, measured once on an extra forward and backward)
+stays within ``BATCH_MEMORY_BYTES``. Fewer dispatches and wider kernels make a product cheaper (measured on one CPU
+thread: 2.5x on a digits MLP, 1.3x on a small CNN, none on an LSTM; far more on a GPU). The plain path, one
+``matvec`` per column, is the reference (the tests check that both agree in float64) and the fallback whenever an
+operation in the graph has no batching rule.
 
 The model is evaluated in eval mode (dropout off, BatchNorm with running statistics) unless
 ``train_mode=True``; see :func:`deepbasics.autodiff.model_mode`. Gradients are taken with

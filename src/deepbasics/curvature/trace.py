@@ -275,7 +275,7 @@ def adaptive_trace(
     # stopping test use fresh probes only (under the pilot's influence they cover ~5% less often, measured).
     need = needed(pilot.values(alphas, off), base)[0]
     samples: _Samples | None = None
-    target = max(PILOT_PROBES, math.ceil(need))
+    target = max(PILOT_PROBES, math.ceil(min(need, dim + PILOT_PROBES)))  # need is inf for an estimate of 0
     while True:
         count = 0 if samples is None else samples.a.numel()
         if need - count > dim and used + dim <= budget:  # more samples than the exact trace's P products
@@ -303,7 +303,7 @@ def adaptive_trace(
         need, estimate, stderr = needed(samples.values(alphas, off), base)
         if count >= need or sketch == dim:
             return TraceEstimate(estimate, stderr, used, "adaptive", sketch_size=sketch, num_samples=count)
-        target = min(math.ceil(need), 2 * count)  # at most double N per round
+        target = math.ceil(min(need, 2 * count))  # at most double N per round
 
 
 def hessian_trace_estimate(
