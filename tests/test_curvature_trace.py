@@ -15,7 +15,8 @@ import torch
 
 from _spectra import F64, random_symmetric, symmetric_with_spectrum
 from deepbasics.curvature.lanczos import ConvergenceWarning, lanczos
-from deepbasics.curvature.trace import PILOT_PROBES, _Samples, adaptive_trace, exact_trace, trace_estimate
+from deepbasics.curvature.trace_adaptive import PILOT_PROBES, _Samples, adaptive_trace
+from deepbasics.curvature.trace_fixed import exact_trace, trace_estimate
 
 
 def gen(seed: int) -> torch.Generator:

@@ -10,9 +10,9 @@ Each estimate stops at the accuracy asked for: eigenvalues within relative ``tol
 the trace within relative ``tol`` with probability ~``confidence``, the condition number within relative ``tol``.
 
 Modules: :mod:`.hvp` (the operator v -> Hv, one or many vectors at a time), :mod:`.lanczos` (Lanczos with
-reorthogonalisation and its stopping rule), :mod:`.eigen` (extreme eigenvalues), :mod:`.trace` (adaptive
-Lanczos-sketched Hutchinson, Hutch++, Hutchinson), :mod:`.density` (stochastic Lanczos quadrature),
-:mod:`.report` (condition number, definiteness, saddle verdict).
+reorthogonalisation and its stopping rule), :mod:`.eigen` (extreme eigenvalues), :mod:`.trace` (the trace:
+:mod:`.trace_adaptive` to a requested accuracy, :mod:`.trace_fixed` Hutch++/Hutchinson and the exact trace),
+:mod:`.density` (stochastic Lanczos quadrature), :mod:`.report` (condition number, definiteness, saddle verdict).
 """
 
 from __future__ import annotations

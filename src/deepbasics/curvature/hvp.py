@@ -299,13 +299,8 @@ class HessianOperator:
     def _check_vector(self, v: torch.Tensor, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         if not isinstance(v, torch.Tensor) or v.shape != shape or v.dtype != self.dtype:
             got = f"{tuple(v.shape)} {v.dtype}" if isinstance(v, torch.Tensor) else type(v).__name__
-            raise fail(
-                ValueError,
-                name,
-                f"a {shape} {self.dtype} tensor",
-                got,
-                "Flatten parameter-shaped tensors with deepbasics.autodiff.flatten_params.",
-            )
+            fix = "Flatten parameter-shaped tensors with deepbasics.autodiff.flatten_params."
+            raise fail(ValueError, name, f"a {shape} {self.dtype} tensor", got, fix)
         return v if v.device == self.device else v.to(self.device)
 
     def _rows(self, block: torch.Tensor) -> torch.Tensor:
