@@ -1,34 +1,19 @@
-"""The matrix-free kernels of deepbasics.curvature on explicit symmetric matrices, against torch.linalg (float64).
+"""The Lanczos kernel of deepbasics.curvature on explicit symmetric matrices, against torch.linalg (float64).
 
-Lanczos (extremes, residual bounds, orthogonality, Gauss quadrature, repeated eigenvalues) and the trace
-estimators (Hutch++ and Hutchinson) need only a matvec, so dense matrices with known spectra are the reference.
+Lanczos (extremes, residual bounds, the stopping rule's accuracy and cost, orthogonality, the two
+reorthogonalisation paths, Gauss quadrature, repeated eigenvalues) needs only a matvec, so dense matrices with
+known spectra are the reference.
 """
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deepbasics.curvature.lanczos import ConvergenceWarning, lanczos, lanczos_extremes
-from deepbasics.curvature.trace import trace_estimate
-
-F64 = torch.float64
-
-
-def symmetric_with_spectrum(eigenvalues: torch.Tensor, seed: int) -> torch.Tensor:
-    """Q diag(eigenvalues) Q^T with a random orthogonal Q."""
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(eigenvalues.numel(), eigenvalues.numel(), generator=g, dtype=F64))
-    return (q * eigenvalues) @ q.T
-
-
-def random_symmetric(n: int, seed: int) -> torch.Tensor:
-    a = torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=F64)
-    return (a + a.T) / 2
+from _spectra import F64, random_symmetric, symmetric_with_spectrum
+from deepbasics.curvature.lanczos import ConvergenceWarning, lanczos, lanczos_extremes, resolution_floor
 
 
 @given(st.integers(20, 120), st.integers(1, 4), st.sampled_from(["largest", "smallest", "both"]), st.integers(0, 99))
@@ -121,51 +106,95 @@ def test_lanczos_extremes_bad_arguments():
         lanczos(mv, torch.zeros(4, dtype=F64), 3)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Trace estimators
+SPECTRA = {
+    # the kinds of spectra a loss Hessian has: a few outliers over a bulk near zero, both signs, power-law decay
+    "outliers_over_bulk": lambda n, g: torch.cat(
+        [torch.tensor([9.0, 6.0, 4.5]), 0.3 * torch.randn(n - 3, generator=g)]
+    ),
+    "semicircle": lambda n, g: torch.linalg.eigvalsh(
+        random_symmetric(n, int(torch.randint(0, 999, (1,), generator=g)))
+    ),
+    "power_law": lambda n, g: torch.arange(1, n + 1) ** -1.5 * torch.where(torch.rand(n, generator=g) < 0.3, -1, 1),
+    "tiny_gap_at_top": lambda n, g: torch.cat([torch.tensor([1.0, 0.98]), torch.rand(n - 2, generator=g) * 0.9]),
+}
 
 
-def test_hutchpp_is_exact_when_the_sketch_spans_the_space():
-    a = random_symmetric(10, 0)
-    est = trace_estimate(lambda v: a @ v, 10, method="hutch++", num_queries=30)
-    assert est.stderr == 0.0 and est.num_hvps == 20
-    assert math.isclose(est.value, float(a.trace()), rel_tol=1e-10)
+def oracle_steps(a: torch.Tensor, start: torch.Tensor, wanted, tol: float, steps: int) -> int:
+    """The first Lanczos step at which the wanted Ritz values are within relative tol of the exact ones."""
+    exact = torch.linalg.eigvalsh(a)
+    floor = resolution_floor(a.dtype) * float(exact.abs().max())
+    found = []
+
+    def record(d) -> bool:
+        theta = d.ritz()[0]
+        if theta.numel() >= len(wanted(exact)):
+            err = (wanted(theta) - wanted(exact)).abs()
+            if bool((err <= torch.clamp(tol * wanted(exact).abs(), min=floor)).all()):
+                found.append(d.num_steps)
+                return True
+        return False
+
+    lanczos(lambda v: a @ v, start, steps, stop=record)
+    return found[0] if found else steps
 
 
-@pytest.mark.parametrize("method", ["hutch++", "hutchinson"])
-def test_trace_estimates_fall_within_their_standard_error(method):
-    a = symmetric_with_spectrum(1.0 / torch.arange(1, 301, dtype=F64) ** 1.5, 0)
-    exact = float(a.trace())
-    hits = 0
-    for seed in range(20):
-        est = trace_estimate(
-            lambda v: a @ v, 300, method=method, num_queries=60, generator=torch.Generator().manual_seed(seed)
-        )
-        assert est.num_hvps == 60 and est.stderr > 0
-        hits += abs(est.value - exact) <= 2 * est.stderr
-    assert hits >= 16  # ~95% expected within two standard errors
+@given(
+    st.sampled_from(sorted(SPECTRA)),
+    st.integers(60, 200),
+    st.integers(1, 3),
+    st.sampled_from(["largest", "smallest", "both"]),
+    st.sampled_from([1e-2, 1e-3, 1e-4]),
+    st.integers(0, 10**6),
+)
+def test_stopping_rule_delivers_tol_and_not_much_more(kind, n, k, which, tol, seed):
+    g = torch.Generator().manual_seed(seed)
+    spectrum = SPECTRA[kind](n, g).to(F64)
+    a = symmetric_with_spectrum(spectrum, seed)
+    exact = torch.linalg.eigvalsh(a)
+    start_seed = seed + 1
+    out = lanczos_extremes(
+        lambda v: a @ v, n, k=k, which=which, tol=tol, generator=torch.Generator().manual_seed(start_seed)
+    )
+
+    def wanted(values):  # ascending values -> the wanted ones, descending
+        picked = {"largest": values[-k:], "smallest": values[:k], "both": torch.cat([values[:k], values[-k:]])}
+        return picked[which].flip(0)
+
+    assert out.converged
+    truth = wanted(exact)
+    floor = resolution_floor(F64) * float(exact.abs().max())
+    # accuracy: every value within relative tol (absolute eps^(2/3) |A| near zero), as promised
+    assert torch.all((out.eigenvalues - truth).abs() <= torch.clamp(tol * truth.abs(), min=floor) * (1 + 1e-9))
+    # cost: the residual rule stops a few products after the first step whose Ritz values are within tol
+    start = torch.randn(n, dtype=F64, generator=torch.Generator().manual_seed(start_seed))
+    best = oracle_steps(a, start, wanted, tol, out.num_matvecs)
+    assert out.num_matvecs <= 2 * best + 3
 
 
-def test_hutchpp_beats_hutchinson_on_a_decaying_spectrum():
-    a = symmetric_with_spectrum(1.0 / torch.arange(1, 301, dtype=F64) ** 2, 1)
-    exact = float(a.trace())
+@given(st.sampled_from(sorted(SPECTRA)), st.integers(40, 150), st.integers(0, 10**6))
+def test_dgks_and_full_reorthogonalisation_agree(kind, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    a = symmetric_with_spectrum(SPECTRA[kind](n, g).to(F64), seed)
+    start = torch.randn(n, dtype=F64, generator=g)
+    steps = min(n, 60)
+    fast = lanczos(lambda v: a @ v, start, steps, reorth="dgks")
+    reference = lanczos(lambda v: a @ v, start, steps, reorth="full")
+    for d in (fast, reference):  # both keep Q orthonormal to working precision
+        q = d.basis
+        torch.testing.assert_close(q @ q.T, torch.eye(d.num_steps, dtype=F64), rtol=0, atol=1e-12)
+    scale = float(torch.linalg.eigvalsh(a).abs().max())
+    torch.testing.assert_close(fast.alphas, reference.alphas, rtol=0, atol=1e-10 * scale)
+    torch.testing.assert_close(fast.ritz()[0], reference.ritz()[0], rtol=0, atol=1e-10 * scale)
 
-    def mean_error(method: str) -> float:
-        errors = [
-            abs(trace_estimate(lambda v: a @ v, 300, method=method, num_queries=60,
-                               generator=torch.Generator().manual_seed(s)).value - exact)
-            for s in range(10)
-        ]  # fmt: skip
-        return sum(errors) / len(errors)
 
-    assert mean_error("hutch++") < 0.25 * mean_error("hutchinson")
+def test_tridiagonal_solver_matches_dense_eigh_on_both_size_ranges():
+    from deepbasics.curvature.lanczos import QL_MAX_SIZE, tridiagonal_eigh
 
-
-def test_trace_estimate_bad_arguments():
-    mv = lambda v: v  # noqa: E731
-    with pytest.raises(ValueError, match="method"):
-        trace_estimate(mv, 4, method="exact")
-    with pytest.raises(ValueError, match="num_queries"):
-        trace_estimate(mv, 4, method="hutch++", num_queries=5)
-    with pytest.raises(ValueError, match="num_queries"):
-        trace_estimate(mv, 4, method="hutchinson", num_queries=1)
+    for m in (1, 2, QL_MAX_SIZE, QL_MAX_SIZE + 1, 120):
+        g = torch.Generator().manual_seed(m)
+        alphas, off = torch.randn(m, generator=g, dtype=F64), torch.rand(max(m - 1, 0), generator=g, dtype=F64)
+        dense = torch.diag(alphas) + torch.diag(off, 1) + torch.diag(off, -1)
+        theta, s = tridiagonal_eigh(alphas, off)
+        torch.testing.assert_close(theta, torch.linalg.eigvalsh(dense), rtol=0, atol=1e-12)
+        torch.testing.assert_close(dense @ s, s * theta, rtol=0, atol=1e-11)
+        torch.testing.assert_close(s.T @ s, torch.eye(m, dtype=F64), rtol=0, atol=1e-12)

@@ -6,9 +6,13 @@ mean loss (or ``inputs`` an iterable of ``(x, y)`` batches and ``targets=None``)
 products only (never the P x P matrix), in torch on the parameters' device, evaluates the model in eval mode
 unless ``train_mode=True`` and leaves it as it was.
 
-Modules: :mod:`.hvp` (the operator v -> Hv), :mod:`.lanczos` (Lanczos with full reorthogonalisation),
-:mod:`.eigen` (extreme eigenvalues), :mod:`.trace` (Hutch++/Hutchinson), :mod:`.density` (stochastic Lanczos
-quadrature), :mod:`.report` (condition number, definiteness, saddle verdict).
+Each estimate stops at the accuracy asked for: eigenvalues within relative ``tol`` by the Lanczos residual bound,
+the trace within relative ``tol`` with probability ~``confidence``, the condition number within relative ``tol``.
+
+Modules: :mod:`.hvp` (the operator v -> Hv, one or many vectors at a time), :mod:`.lanczos` (Lanczos with
+reorthogonalisation and its stopping rule), :mod:`.eigen` (extreme eigenvalues), :mod:`.trace` (the trace:
+:mod:`.trace_adaptive` to a requested accuracy, :mod:`.trace_fixed` Hutch++/Hutchinson and the exact trace),
+:mod:`.density` (stochastic Lanczos quadrature), :mod:`.report` (condition number, definiteness, saddle verdict).
 """
 
 from __future__ import annotations

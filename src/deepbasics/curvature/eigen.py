@@ -4,8 +4,9 @@
 
 ``hessian_eigenvalues`` returns the k largest, k smallest or both (2k) eigenvalues of the exact Hessian of
 the mean loss (no Gauss-Newton or Fisher approximation), sorted descending, each within relative ``tol`` of an
-exact eigenvalue by the Ritz residual test |beta_m s_{m,i}| <= tol |theta_i| (see :mod:`.lanczos`). Cost: one
-Hessian-vector product per Lanczos step; ``hessian_eigen`` also reports that count.
+exact eigenvalue by the Ritz residual test |beta_m s_{m,i}| <= tol / (1 + tol) |theta_i| (see :mod:`.lanczos`, which
+also says why the sharper residual^2 / gap bound is not used). Cost: one Hessian-vector product per Lanczos step;
+``hessian_eigen`` also reports that count.
 
 Why Lanczos and not power iteration (PyHessian, Yao et al. 2020): power iteration's error falls like
 (lambda_2/lambda_1)^(2m) after m products, Lanczos' like exp(-4 m sqrt(gap)) (Kaniel-Paige-Saad), and
@@ -78,7 +79,8 @@ def hessian_eigen(
             ``targets=None``; the Hessian is then that of the mean loss over all examples.
         k: eigenvalues per end of the spectrum; k <= P (2k <= P for "both").
         which: "largest", "smallest" or "both".
-        tol: relative tolerance of the Ritz residual test (absolute eps^(2/3) |H| for eigenvalues near 0).
+        tol: relative accuracy: each eigenvalue is returned within relative ``tol`` of an exact one, certified by its
+            Ritz residual (absolute eps^(2/3) |H| for eigenvalues near 0).
         max_iter: Lanczos steps at most (= HVPs); default min(P, 300).
         return_eigenvectors: also return the Ritz vectors.
         generator: seeds the random start vector (reproducible results).

@@ -16,28 +16,45 @@ of batches B_b of sizes n_b (a DataLoader) the mean-loss Hessian is the size-wei
 which needs ``loss_fn`` to return the *mean* over its batch (torch.nn losses do by default). The batch graphs
 are rebuilt for every product, so memory stays that of one batch.
 
+Several products at once (``matmat``, for the trace estimators' probes): the c vectors go through one
+``torch.autograd.grad(..., is_grads_batched=True)`` call, i.e. ``torch.func.vmap`` over the backward of the gradient
+graph, in chunks whose memory (c times the graph's saved tensors, measured once on an extra forward and backward)
+stays within ``BATCH_MEMORY_BYTES``. Fewer dispatches and wider kernels make a product cheaper (measured on one CPU
+thread: 2.5x on a digits MLP, 1.3x on a small CNN, none on an LSTM; far more on a GPU). The plain path, one
+``matvec`` per column, is the reference (the tests check that both agree in float64) and the fallback whenever an
+operation in the graph has no batching rule.
+
 The model is evaluated in eval mode (dropout off, BatchNorm with running statistics) unless
 ``train_mode=True``; see :func:`deepbasics.autodiff.model_mode`. Gradients are taken with
-``torch.autograd.grad``, so the parameters' ``.grad`` fields are never touched.
+``torch.autograd.grad``, so the parameters' ``.grad`` fields are never touched. Recurrent layers run with
+PyTorch's native kernels (cuDNN's have no double backward; oneDNN's are slower to differentiate twice).
 
 Reference: Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6(1), 1994.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
 
 from .._checks import check_tensor, fail
-from ..autodiff import _mean_loss, flatten_params, model_mode, trainable_parameters, unflatten
+from ..autodiff import _mean_loss, flatten_params, model_mode, trainable_parameters
 
 __all__ = ["HessianOperator", "hessian_operator", "hessian_vector_product"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Data = torch.Tensor | Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+#: Memory one batched product may take: chunk size c = BATCH_MEMORY_BYTES / (2 * bytes saved by the gradient graph),
+#: the factor 2 for the batched backward's own temporaries. On CUDA at most half the free memory is used.
+BATCH_MEMORY_BYTES = 1 << 30
+#: Vectors per batched product at most: on one CPU thread the gain per vector stops growing near 16-32 (digits MLP:
+#: 1.6 ms per product alone, 0.66 ms in chunks of 16, 0.98 ms in chunks of 64).
+MAX_BATCH_VECTORS = 32
 
 
 def _check_batch(inputs: object, targets: object, where: str) -> tuple[torch.Tensor, object]:
@@ -59,6 +76,35 @@ def _check_batch(inputs: object, targets: object, where: str) -> tuple[torch.Ten
             "Pass the targets of the same examples.",
         )
     return inputs, targets
+
+
+@contextmanager
+def _native_recurrent_kernels(modules: list[nn.Module], device: torch.device) -> Iterator[None]:
+    """Run the recurrent ``modules`` (and only them) with PyTorch's native kernels instead of the vendor ones:
+    cuDNN's RNN has no double backward (nor a backward in eval mode), and on the CPU the native LSTM's gradient
+    graph is cheaper to differentiate again than oneDNN's (measured on four LSTM shapes: builds and products 15-20%
+    faster; GRU unchanged; convolutions, which are slower without oneDNN, keep it)."""
+    if not modules:
+        yield
+        return
+    backend = torch.backends.cudnn if device.type == "cuda" else torch.backends.mkldnn
+    original = backend.enabled
+    saved: list[bool] = []
+
+    def before(module: nn.Module, args: object) -> None:
+        saved.append(backend.enabled)
+        backend.enabled = False
+
+    def after(module: nn.Module, args: object, output: object) -> None:
+        backend.enabled = saved.pop()
+
+    handles = [m.register_forward_pre_hook(before) for m in modules] + [m.register_forward_hook(after) for m in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        backend.enabled = original  # also when a forward raised between the two hooks
 
 
 class HessianOperator:
@@ -86,10 +132,16 @@ class HessianOperator:
                 "Pass e.g. torch.nn.CrossEntropyLoss().",
             )
         self.model, self.loss_fn = model, loss_fn
-        self.dim = sum(p.numel() for p in self.params)
+        self._sizes = [p.numel() for p in self.params]
+        self._shapes = [p.shape for p in self.params]
+        self.dim = sum(self._sizes)
         self.dtype, self.device = self.params[0].dtype, self.params[0].device
         self.num_hvps = 0
         self._graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # single batch: (loss, grads)
+        self._graph_bytes = 0  # bytes the gradient graph of the first batch saves for its backward (0: not measured)
+        self._batched: bool | None = None  # batched products work here: unknown until tried
+        self._unused: bool | None = None  # a parameter is absent from the cached gradient graph: unknown until used
+        self._recurrent = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
         if isinstance(inputs, torch.Tensor):
             if targets is None:
                 raise fail(
@@ -141,7 +193,12 @@ class HessianOperator:
         if count == 0:
             raise fail(ValueError, "inputs", "at least one batch", "an empty iterable", "Pass a non-empty DataLoader.")
 
-    def _loss_and_grads(self, x: torch.Tensor, y: object, create_graph: bool) -> tuple[torch.Tensor, list]:
+    def _loss_and_grads(
+        self, x: torch.Tensor, y: object, create_graph: bool, measure: bool = False
+    ) -> tuple[torch.Tensor, list]:
+        """Loss and gradient of one batch; with ``measure=True`` also records in ``_graph_bytes`` the memory the
+        gradient graph keeps for its backward (by an identity saved-tensor hook, which costs a Python call per
+        saved tensor on every later backward: so only on a graph built for measuring, never on a working one)."""
         if self._closed:
             raise RuntimeError(
                 "HessianOperator: used after its `with hessian_operator(...)` block ended. "
@@ -149,60 +206,150 @@ class HessianOperator:
             )
         x = x.to(self.device)
         y = y.to(self.device) if isinstance(y, torch.Tensor) else y
-        loss = _mean_loss(self.loss_fn(self.model(x), y))
-        grads = torch.autograd.grad(
-            loss, self.params, create_graph=create_graph, allow_unused=True, materialize_grads=True
-        )
+        saved: dict[tuple[int, int], int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            try:
+                storage = t.untyped_storage()
+                saved[(storage.data_ptr(), t.dtype.itemsize)] = storage.nbytes()
+            except (RuntimeError, NotImplementedError):  # tensors without a plain storage are not counted
+                pass
+            return t
+
+        hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if measure else nullcontext()
+        with _native_recurrent_kernels(self._recurrent, self.device), hooks:
+            loss = _mean_loss(self.loss_fn(self.model(x), y))
+            grads = torch.autograd.grad(
+                loss, self.params, create_graph=create_graph, allow_unused=True, materialize_grads=True
+            )
+        if measure:
+            self._graph_bytes = max(sum(saved.values()), 1)
         return loss, list(grads)
 
-    def _batch_hvp(self, loss_grads: tuple[torch.Tensor, list], v: torch.Tensor, retain: bool) -> torch.Tensor:
-        _, grads = loss_grads
+    def _single_graph(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The one batch's loss and differentiable gradient, built once and reused by every product."""
+        if self._graph is None:
+            self._graph = self._loss_and_grads(*self._batch, create_graph=True)  # type: ignore[misc]
+        return self._graph
+
+    def _batch_hvps(self, grads: list[torch.Tensor], block: torch.Tensor, retain: bool) -> torch.Tensor:
+        """Rows H b for the rows b of ``block`` (c, P), by double backward through ``grads``: (c, P)."""
         # Only gradient entries that depend on theta can be differentiated again; the others contribute 0 to Hv.
         live = [i for i, g in enumerate(grads) if g.requires_grad]
+        count = block.shape[0]
         if not live:
-            return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
-        parts = unflatten(v, self.params)
-        hv = torch.autograd.grad(
-            [grads[i] for i in live],
-            self.params,
-            grad_outputs=[parts[i] for i in live],
-            retain_graph=retain,
-            allow_unused=True,
-            materialize_grads=True,
-        )
-        return flatten_params(hv).detach()
-
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for a (P,) vector ``v`` in the parameters' dtype and device; counts one HVP."""
-        if v.shape != (self.dim,) or v.dtype != self.dtype:
-            raise fail(
-                ValueError,
-                "v",
-                f"a ({self.dim},) {self.dtype} vector",
-                f"{tuple(v.shape)} {v.dtype}",
-                "Flatten it with deepbasics.autodiff.flatten_params.",
+            return torch.zeros(count, self.dim, dtype=self.dtype, device=self.device)
+        parts = block.split(self._sizes, dim=1)  # (c, n_i) per parameter
+        outputs = [grads[i] for i in live]
+        if count == 1:  # the Lanczos path: kept lean, its overhead is paid once per step
+            # After the first product on the cached graph shows that every parameter is reached, the next ones
+            # skip allow_unused and the zero-filling (a few percent of a small model's product).
+            allow = not retain or self._unused is not False
+            hv = torch.autograd.grad(
+                outputs,
+                self.params,
+                grad_outputs=[parts[i].view(self._shapes[i]) for i in live],
+                retain_graph=retain,
+                allow_unused=allow,
             )
-        v = v.to(self.device)
-        self.num_hvps += 1
+            if allow:
+                if retain and self._unused is None:
+                    self._unused = any(h is None for h in hv)
+                hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, self.params, strict=True)]
+            return torch.cat([h.reshape(-1) for h in hv])[None]
+        if self._batched is not False:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    hv = torch.autograd.grad(
+                        outputs,
+                        self.params,
+                        grad_outputs=[parts[i].reshape(count, *self._shapes[i]) for i in live],
+                        retain_graph=retain,
+                        allow_unused=True,  # not materialize_grads: its zeros would lack the batch dimension
+                        is_grads_batched=True,
+                    )
+                except RuntimeError:  # an operation without a batching rule: products one at a time from now on
+                    self._batched = False
+                else:
+                    # vmap's per-sample fallback is slower than plain products: use it this once, then loop
+                    slow = [w for w in caught if "performance drop" in str(w.message)]
+                    self._batched = not slow
+                    for w in caught:
+                        if w not in slow:  # the model's own warnings pass through
+                            warnings.warn(w.message, w.category, stacklevel=2)
+                    rows = [
+                        block.new_zeros(count, n) if h is None else h.reshape(count, -1)
+                        for h, n in zip(hv, self._sizes, strict=True)
+                    ]
+                    return torch.cat(rows, dim=1)  # (c, P)
+        rows = []
+        for j in range(count):
+            hv = torch.autograd.grad(
+                outputs,
+                self.params,
+                grad_outputs=[parts[i][j].reshape(self._shapes[i]) for i in live],
+                retain_graph=retain or j + 1 < count,
+                allow_unused=True,
+                materialize_grads=True,
+            )
+            rows.append(torch.cat([h.reshape(-1) for h in hv]))
+        return torch.stack(rows)
+
+    def _check_vector(self, v: torch.Tensor, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        if not isinstance(v, torch.Tensor) or v.shape != shape or v.dtype != self.dtype:
+            got = f"{tuple(v.shape)} {v.dtype}" if isinstance(v, torch.Tensor) else type(v).__name__
+            fix = "Flatten parameter-shaped tensors with deepbasics.autodiff.flatten_params."
+            raise fail(ValueError, name, f"a {shape} {self.dtype} tensor", got, fix)
+        return v if v.device == self.device else v.to(self.device)
+
+    def _rows(self, block: torch.Tensor) -> torch.Tensor:
+        """H b for each row b of ``block`` (c, P), over all batches (size-weighted mean): (c, P)."""
         if self._batch is not None:
-            if self._graph is None:
-                self._graph = self._loss_and_grads(*self._batch, create_graph=True)
-            return self._batch_hvp(self._graph, v, retain=True)
-        total, count = torch.zeros(self.dim, dtype=self.dtype, device=self.device), 0
+            _, grads = self._single_graph()
+            return self._batch_hvps(grads, block, retain=True)
+        total, count = torch.zeros(block.shape[0], self.dim, dtype=self.dtype, device=self.device), 0
         for x, y in self._batches():
-            hv = self._batch_hvp(self._loss_and_grads(x, y, create_graph=True), v, retain=False)
-            total.add_(hv, alpha=x.shape[0])
+            _, grads = self._loss_and_grads(x, y, create_graph=True)
+            total.add_(self._batch_hvps(grads, block, retain=False), alpha=x.shape[0])
             count += x.shape[0]
         return total / count
 
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for a (P,) vector ``v`` in the parameters' dtype and device; counts one HVP."""
+        v = self._check_vector(v, "v", (self.dim,))
+        self.num_hvps += 1
+        return self._rows(v[None])[0]
+
     __call__ = matvec
+
+    def batch_size(self) -> int:
+        """Vectors per batched product: memory-bounded (see ``BATCH_MEMORY_BYTES``), 1 where batching fails."""
+        if self._batched is False:
+            return 1
+        if self._graph_bytes == 0:  # not measured yet: one extra forward and backward on the first batch
+            self._loss_and_grads(*next(self._batches()), create_graph=True, measure=True)
+        budget = BATCH_MEMORY_BYTES
+        if self.device.type == "cuda":
+            budget = min(budget, torch.cuda.mem_get_info(self.device)[0] // 2)
+        return int(max(1, min(MAX_BATCH_VECTORS, budget // max(2 * self._graph_bytes, 1))))
+
+    def matmat(self, block: torch.Tensor) -> torch.Tensor:
+        """``H V`` for a (P, c) block of column vectors, batched where the graph allows (see the module
+        docstring); equal to ``torch.stack([matvec(v) for v in V.T], 1)``. Counts c HVPs."""
+        if not isinstance(block, torch.Tensor) or block.dim() != 2:
+            got = f"shape {tuple(block.shape)}" if isinstance(block, torch.Tensor) else type(block).__name__
+            raise fail(ValueError, "block", f"a ({self.dim}, c) tensor of c column vectors", got, "Stack the vectors.")
+        block = self._check_vector(block, "block", (self.dim, block.shape[1]))
+        self.num_hvps += block.shape[1]
+        size = self.batch_size()
+        rows = [self._rows(chunk) for chunk in block.T.contiguous().split(size)]  # (c_i, P) each
+        return torch.cat(rows).T  # (P, c)
 
     def loss_and_gradient(self) -> tuple[float, torch.Tensor]:
         """The mean loss L and its gradient g (P,) over the data (size-weighted over batches)."""
         if self._batch is not None:
-            if self._graph is None:
-                self._graph = self._loss_and_grads(*self._batch, create_graph=True)
-            loss, grads = self._graph
+            loss, grads = self._single_graph()
             return float(loss.detach()), flatten_params([g.detach() for g in grads])
         total_loss, total, count = 0.0, torch.zeros(self.dim, dtype=self.dtype, device=self.device), 0
         for x, y in self._batches():

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._checks import check_generator, check_positive
+from .._checks import check_generator, check_positive, check_real
 from .eigen import hessian_eigen
 from .hvp import Data, LossFn, hessian_operator
 from .lanczos import ConvergenceWarning, lanczos_extremes, resolution_floor
@@ -164,10 +164,24 @@ def condition_number(
     generator: torch.Generator | None = None,
     train_mode: bool = False,
 ) -> float:
-    """kappa(H) = lambda_max / lambda_min of the mean-loss Hessian; ``inf`` where H is not positive definite
-    (:func:`curvature_report` says why: negative eigenvalues found, or lambda_min indistinguishable from 0)."""
+    """kappa(H) = lambda_max / lambda_min of the mean-loss Hessian, within relative ``tol``; ``inf`` where H is not
+    positive definite (:func:`curvature_report` says why: negative eigenvalues found, or lambda_min
+    indistinguishable from 0).
+
+    Both ends come from one Lanczos run, each to relative accuracy e = tol / (2 + tol): with per-end errors up to
+    e the ratio lies in kappa [(1 - e) / (1 + e), (1 + e) / (1 - e)], and 2e / (1 - e) = tol.
+    """
+    tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     return curvature_report(
-        model, loss_fn, inputs, targets, k=1, tol=tol, max_iter=max_iter, generator=generator, train_mode=train_mode
+        model,
+        loss_fn,
+        inputs,
+        targets,
+        k=1,
+        tol=tol / (2 + tol),
+        max_iter=max_iter,
+        generator=generator,
+        train_mode=train_mode,
     ).condition_number
 
 

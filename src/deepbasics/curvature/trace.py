@@ -1,102 +1,29 @@
-"""The trace of the loss Hessian from Hessian-vector products: Hutch++ and Hutchinson.
+"""The trace of the loss Hessian from Hessian-vector products (FAQ Q11, Q3.1): tr(H) = sum of its eigenvalues.
 
-Hutchinson (1989): for probes g with E[g g^T] = I (Rademacher +-1 here),
-
-    tr(H) = E[g^T H g] ≈ (1/m) sum_i g_i^T H g_i,        Var(g^T H g) = 2 (|H|_F^2 - sum_i H_ii^2),
-
-so the error falls like |H|_F / sqrt(m). Hutch++ (Meyer, Musco, Musco & Woodruff, SOSA 2021, Algorithm 1) spends
-a third of the m products on a sketch that captures the top of the spectrum exactly and a third on Hutchinson
-for the remainder, with S, G in {+-1}^(P x m/3):
-
-    Q = orth(H S),   tr(H) ≈ tr(Q^T H Q) + (3/m) tr(G^T (I - QQ^T) H (I - QQ^T) G),
-
-which reaches relative error eps with O(1/eps) products instead of O(1/eps^2) when the spectrum decays (as a
-network Hessian's does: a few large outliers over a bulk near zero).
-
-Error estimate: the sketch term is exact given Q, so the standard error is that of the Hutchinson part,
-``std(samples, ddof=1) / sqrt(#samples)``, with samples g_i^T H g_i (Hutchinson) or
-g_i^T (I - QQ^T) H (I - QQ^T) g_i (Hutch++). It is an estimate of the spread over probe draws, not a bound.
+:func:`hessian_trace` meets a requested relative accuracy ``tol`` with probability ~``confidence`` by default
+(Hutchinson on what a Lanczos sketch leaves, or the exact trace where that is cheaper: :mod:`.trace_adaptive`);
+``method="hutch++"`` or ``"hutchinson"`` spend a fixed budget of ``num_queries`` products instead
+(:mod:`.trace_fixed`). Every estimate reports its standard error and its cost in HVPs (:class:`TraceEstimate`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_generator, check_int
-from ._sampling import random_probes
+from .._checks import check_choice, check_generator, fail
 from .hvp import Data, LossFn, hessian_operator
+from .trace_adaptive import DEFAULT_CONFIDENCE, DEFAULT_TRACE_TOL, adaptive_trace
+from .trace_fixed import DEFAULT_NUM_QUERIES, TraceEstimate, exact_trace, trace_estimate
 
-__all__ = ["TraceEstimate", "hessian_trace", "hessian_trace_estimate", "trace_estimate"]
-
-DEFAULT_NUM_QUERIES = 90  # 30 sketch + 30 projection + 30 residual probes for Hutch++, or 90 Hutchinson probes
-
-
-@dataclass(frozen=True)
-class TraceEstimate:
-    """A stochastic trace estimate: ``value`` ± ``stderr`` (one standard error over probe draws), from
-    ``num_hvps`` Hessian-vector products by ``method`` ("hutch++" or "hutchinson")."""
-
-    value: float
-    stderr: float
-    num_hvps: int
-    method: str
-
-
-def _matmat(matvec: Callable[[torch.Tensor], torch.Tensor], block: torch.Tensor) -> torch.Tensor:
-    """A @ block for a (P, c) block, one product per column."""
-    return torch.stack([matvec(column) for column in block.T], dim=1)  # (P, c)
-
-
-def _mean_and_stderr(samples: torch.Tensor) -> tuple[float, float]:
-    n = samples.numel()
-    mean = float(samples.mean())
-    return mean, (float(samples.std(correction=1)) / math.sqrt(n) if n > 1 else math.inf)
-
-
-def trace_estimate(
-    matvec: Callable[[torch.Tensor], torch.Tensor],
-    dim: int,
-    *,
-    method: str = "hutch++",
-    num_queries: int = DEFAULT_NUM_QUERIES,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str = "cpu",
-    generator: torch.Generator | None = None,
-) -> TraceEstimate:
-    """Trace of a symmetric (P, P) operator from ``num_queries`` products (see the module docstring).
-
-    Hutch++ needs ``num_queries >= 6`` (two residual probes give a standard error) and uses 3 * (num_queries // 3)
-    products, fewer when the sketch reaches P columns (then the trace is exact and ``stderr`` is 0).
-    Hutchinson needs ``num_queries >= 2``.
-    """
-    check_choice(method, "method", ("hutch++", "hutchinson"))
-    num_queries = check_int(num_queries, "num_queries", low=6 if method == "hutch++" else 2)
-    device = torch.device(device)
-    probes = {"dtype": dtype, "device": device, "generator": generator, "kind": "rademacher"}
-    if method == "hutchinson":
-        g = random_probes(dim, num_queries, **probes)  # (P, m)
-        samples = (g * _matmat(matvec, g)).sum(0)  # (m,) g_i^T H g_i
-        value, stderr = _mean_and_stderr(samples)
-        return TraceEstimate(value, stderr, num_queries, method)
-
-    third = num_queries // 3
-    sketch = min(third, dim)
-    s = random_probes(dim, sketch, **probes)  # (P, s)
-    g = random_probes(dim, third, **probes)  # (P, m/3)
-    q = torch.linalg.qr(_matmat(matvec, s)).Q  # (P, s) orthonormal basis of range(H S)
-    exact_part = float((q * _matmat(matvec, q)).sum())  # tr(Q^T H Q)
-    used = 2 * sketch
-    if q.shape[1] == dim:  # Q spans R^P: the projection term is the whole trace
-        return TraceEstimate(exact_part, 0.0, used, method)
-    g = g - q @ (q.T @ g)  # (I - QQ^T) G
-    samples = (g * _matmat(matvec, g)).sum(0)  # (m/3,)
-    value, stderr = _mean_and_stderr(samples)
-    return TraceEstimate(exact_part + value, stderr, used + third, method)
+__all__ = [
+    "TraceEstimate",
+    "adaptive_trace",
+    "exact_trace",
+    "hessian_trace",
+    "hessian_trace_estimate",
+    "trace_estimate",
+]
 
 
 def hessian_trace_estimate(
@@ -105,32 +32,66 @@ def hessian_trace_estimate(
     inputs: Data,
     targets: object = None,
     *,
-    method: str = "hutch++",
-    num_queries: int = DEFAULT_NUM_QUERIES,
+    method: str = "adaptive",
+    tol: float | None = None,
+    confidence: float | None = None,
+    max_hvps: int | None = None,
+    num_queries: int | None = None,
     generator: torch.Generator | None = None,
     train_mode: bool = False,
 ) -> TraceEstimate:
-    """tr(H) of the mean loss's Hessian with its standard error, by Hutch++ (default) or Hutchinson.
+    """tr(H) of the mean loss's Hessian with its standard error and cost.
 
     Args:
         model, loss_fn, inputs, targets, train_mode: as in :func:`deepbasics.curvature.hessian_eigenvalues`.
-        method: "hutch++" (Meyer et al. 2021) or "hutchinson" (Rademacher probes).
-        num_queries: Hessian-vector products to spend (default 90).
-        generator: seeds the probes.
+        method: "adaptive" (default: relative error within ``tol`` with probability ~``confidence``, see the
+            module docstring), or a fixed budget of ``num_queries`` products by "hutch++" (Meyer et al. 2021)
+            or "hutchinson" (Rademacher probes).
+        tol, confidence: the adaptive method's target (default 1e-2 and 0.9).
+        max_hvps: the adaptive method's cap on products (default: none; it stays near P at most).
+        num_queries: the fixed methods' products (default 90).
+        generator: seeds the probes and the sketch's start vector.
 
     Returns:
-        :class:`TraceEstimate` (value, stderr, num_hvps, method).
+        :class:`TraceEstimate` (value, stderr, num_hvps, method, converged, exact, sketch_size, num_samples).
     """
+    check_choice(method, "method", ("adaptive", "hutch++", "hutchinson"))
     check_generator(generator)
+    if method == "adaptive" and num_queries is not None:
+        raise fail(
+            ValueError,
+            "num_queries",
+            "None for method='adaptive' (it stops at tol)",
+            num_queries,
+            "Pass max_hvps to cap the adaptive method, or method='hutch++' for a fixed budget.",
+        )
+    if method != "adaptive" and (tol is not None or confidence is not None or max_hvps is not None):
+        raise fail(
+            ValueError,
+            "tol/confidence/max_hvps",
+            f"None for the fixed-budget method {method!r}",
+            "a value",
+            "Use method='adaptive' for an accuracy target, or num_queries for a budget.",
+        )
     with hessian_operator(model, loss_fn, inputs, targets, train_mode=train_mode) as operator:
+        common = {"dtype": operator.dtype, "device": operator.device, "generator": generator}
+        if method == "adaptive":
+            return adaptive_trace(
+                operator.matvec,
+                operator.dim,
+                tol=DEFAULT_TRACE_TOL if tol is None else tol,
+                confidence=DEFAULT_CONFIDENCE if confidence is None else confidence,
+                max_matvecs=max_hvps,
+                matmat=operator.matmat,
+                **common,
+            )
         return trace_estimate(
             operator.matvec,
             operator.dim,
             method=method,
-            num_queries=num_queries,
-            dtype=operator.dtype,
-            device=operator.device,
-            generator=generator,
+            num_queries=DEFAULT_NUM_QUERIES if num_queries is None else num_queries,
+            matmat=operator.matmat,
+            **common,
         )
 
 
@@ -140,19 +101,31 @@ def hessian_trace(
     inputs: Data,
     targets: object = None,
     *,
-    method: str = "hutch++",
-    num_queries: int = DEFAULT_NUM_QUERIES,
+    method: str = "adaptive",
+    tol: float | None = None,
+    confidence: float | None = None,
+    max_hvps: int | None = None,
+    num_queries: int | None = None,
     generator: torch.Generator | None = None,
     train_mode: bool = False,
 ) -> float:
-    """tr(H) of the mean loss's Hessian (the value of :func:`hessian_trace_estimate`, which also gives the
-    standard error). tr(H) = sum of the eigenvalues: the total curvature."""
+    """tr(H) of the mean loss's Hessian, the sum of its eigenvalues (the total curvature): by default within
+    relative 1e-2 with probability ~0.9. The value of :func:`hessian_trace_estimate` (same arguments), which also
+    gives the standard error and the cost.
+
+    Example::
+
+        tr = hessian_trace(model, nn.CrossEntropyLoss(), x, y, tol=1e-3)   # within 0.1% in ~90% of draws
+    """
     return hessian_trace_estimate(
         model,
         loss_fn,
         inputs,
         targets,
         method=method,
+        tol=tol,
+        confidence=confidence,
+        max_hvps=max_hvps,
         num_queries=num_queries,
         generator=generator,
         train_mode=train_mode,
