@@ -43,6 +43,9 @@ def test_the_disclosed_changes_of_0_1_0_are_in_the_history():
         "Q15.a": ["params"],
         "Q15.b": ["metric"],
         "REF.mnist1d": ["rule"],  # changed in 0.2.0, before it landed: see ref_mnist1d_table.py
+        # 0.2.0, issue 15 conversions (group A): a new task's parameters set after a prototype; a metric split by task
+        "Q1.e": ["params"],
+        "Q11.c": ["metric"],
     }
     assert {cid: [r.what for r in h] for cid, h in history.items() if h} == expected
     for cid in ("Q13.d", "Q13.e", "Q14.b", "Q14.e"):  # every seed instead of a t-interval with 3 seeds

@@ -123,3 +123,30 @@ def test_unit_spread_and_factor():
     assert q01_init_symmetry._unit_spread(w) == pytest.approx(0.5 / 1.5)
     assert q01_init_propagation._factor([2.0, 1.0, 0.5]) == pytest.approx(4.0)
     assert q01_init_propagation._factor([1.0, 3.0]) == pytest.approx(3.0)
+
+
+# ------------------------------------------------------------------------------------------- Q1.e on two tasks
+@pytest.mark.parametrize("task", ["linear_teacher", "digits"])
+def test_orthogonal_product_stays_conditioned_while_gaussian_spreads(task):
+    exp = EXPERIMENTS["Q1.e"]
+    out = quick_run(exp, 0, task)
+    depths = exp.params(quick=True, task=task)["depths"]
+    assert len(out["steps_orthogonal"]) == len(depths)
+    # Saxe et al.'s mechanism: a product of orthogonal layers keeps its singular values together at every depth
+    # (exactly 1 for square layers; the digits net's rectangular end layers leave them within a few x) ...
+    assert max(out["cond_orthogonal"]) < (1 + 1e-9 if task == "linear_teacher" else 5.0)
+    # ... while N(0, 1/fan_in) layers spread them more than 10x further at the largest depth than at the smallest
+    assert out["cond_gaussian"][-1] > 10 * out["cond_gaussian"][0]
+    # and orthogonal nets fit at every depth, never slower than the Gaussian ones at the largest depth
+    assert out["orthogonal_reached_all"] == 1.0
+    gauss_last = out["steps_gaussian"][-1]
+    assert gauss_last is None or gauss_last >= out["steps_orthogonal"][-1]
+
+
+def test_digits_teacher_is_the_whitened_input_output_correlation():
+    params = EXPERIMENTS["Q1.e"].params(quick=True, task="digits")
+    m = q01_init_propagation._teacher(params, 0, torch.Generator().manual_seed(0))
+    assert m.shape[0] == 10 and 50 < m.shape[1] <= 64
+    # one-hot rows sum to 1 and whitened inputs have mean 0, so the 10 rows of E[y z^T] sum to 0: rank 9
+    assert torch.allclose(m.sum(0), torch.zeros(m.shape[1], dtype=m.dtype), atol=1e-12)
+    assert int(torch.linalg.matrix_rank(m)) == 9

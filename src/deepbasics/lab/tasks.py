@@ -66,6 +66,22 @@ TASKS: Mapping[str, TaskInfo] = MappingProxyType(
             "MNIST-1D, shuffled",
             "MNIST-1D with one fixed random permutation of the 40 positions: the same values, spatial order destroyed",
         ),
+        # group A (Q1, Q2, Q3.3, Q11 conversions)
+        "linear_teacher": TaskInfo(
+            "random linear map",
+            "a random Gaussian n x n matrix (N(0, 1/n) entries) learned by a deep linear net from whitened inputs, "
+            "n = 16 (quick) or 24 (full)",
+        ),
+        "quadratic": TaskInfo(
+            "quadratic",
+            "a convex quadratic 1/2 (x - x*)^T A (x - x*) with condition number 100 in 20 dimensions (quick) or 1,000 "
+            "in 50 (full), written as a least-squares model",
+        ),
+        "teacher_student": TaskInfo(
+            "teacher-student regression",
+            "regression on the outputs of a random 8-unit tanh teacher net plus noise 0.1 (deepbasics.data."
+            "teacher_student): 200 examples of 5 features (quick) or 1,000 of 10 (full)",
+        ),
     }
 )
 
