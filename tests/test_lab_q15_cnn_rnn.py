@@ -62,9 +62,18 @@ def test_quick_run_returns_every_rule_metric_finite(exp):
         assert math.isfinite(value), f"{cid}: {rule.metric} = {value}"
 
 
-@pytest.mark.parametrize("exp", [cnn_equivariance.shifts, rnn_stability.clipping], ids=lambda e: e.id)
-def test_plot_smoke(exp, tmp_path):
-    paths = exp.plot([_quick(exp)], exp.params(quick=True), tmp_path)
+@pytest.mark.parametrize(
+    ("exp", "task"),
+    [
+        (cnn_equivariance.shifts, "digits"),
+        (cnn_equivariance.shifts, "mnist1d"),
+        (cnn_equivariance.receptive_field, "mnist1d"),
+        (rnn_stability.clipping, None),
+    ],
+    ids=lambda v: getattr(v, "id", v),
+)
+def test_plot_smoke(exp, task, tmp_path):
+    paths = exp.plot([quick_run(exp, 0, task)], exp.params(quick=True, task=task), tmp_path)
     assert paths and all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths)
 
 
@@ -143,3 +152,42 @@ def test_helpers_reject_bad_input():
         latch_task(4, 3, 1)
     with pytest.raises(ValueError, match="window"):
         truncated_logits(torch.nn.Identity(), torch.zeros(1, 2, 3), 0)
+
+
+# ------------------------------------------------------------------------------ second tasks (issue 15)
+def test_shifts_on_mnist1d_are_exactly_equivariant_and_global_pooling_absorbs_them():
+    """CNN.b's 1-D twin: conv commutes with shifts to rounding, and global pooling damps shifts far more than none."""
+    out = quick_run(cnn_equivariance.shifts, 0, "mnist1d")
+    assert out["equivariance_error"] < 1e-12
+    change = out["change"]
+    assert all(c > 0 for c in change["no pooling"])  # the shifted signal does change the unpooled logits
+    assert change["max + global average pooling"][0] < change["no pooling"][0]
+    assert out["global_pooling_ratio"] == pytest.approx(
+        change["max + global average pooling"][0] / change["no pooling"][0]
+    )
+
+
+def test_shift1d_moves_values_and_fills_the_vacated_end():
+    x = torch.arange(1.0, 6.0).reshape(1, 1, 5)
+    assert cnn_equivariance._shift1d(x, 2, fill=-1.0).flatten().tolist() == [-1, -1, 1, 2, 3]
+    assert cnn_equivariance._shift1d(x, -1).flatten().tolist() == [2, 3, 4, 5, 0]
+    assert torch.equal(cnn_equivariance._shift1d(x, 0), x)
+
+
+def test_receptive_field_on_mnist1d_measures_the_reference_cnn():
+    """CNN.c on MNIST-1D: every kept stack fits 40 positions; the reference CNN's kernels 5, 3, 3 stride 2 see 17."""
+    out = quick_run(cnn_equivariance.receptive_field, 0, "mnist1d")
+    assert out["formula"]["mnist1d_cnn3"] == 17 and out["measured"]["mnist1d_cnn3"] == 17
+    assert all(r <= 40 for r in out["formula"].values())
+    assert out["measured"] == out["formula"]  # ReLU holes are covered by the union over 256 signals
+
+
+def test_measured_receptive_field_with_relu_needs_the_union_over_inputs():
+    """One signal can leave ReLUs off and hide part of the field; the union over many signals recovers all of it."""
+    from deepbasics import data
+
+    signals, _ = data.mnist1d(val_fraction=0.0, dtype=torch.float64).tensors("test")
+    layers = [[3, 1, 1]] * 4
+    many = cnn_equivariance._measured(layers, 40, seed=0, inputs=signals[:256, None])
+    assert many == cnn_equivariance._formula(layers) == 9
+    assert cnn_equivariance._measured(layers, 40, seed=0, inputs=signals[:1, None]) <= many

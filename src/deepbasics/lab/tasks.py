@@ -66,6 +66,12 @@ TASKS: Mapping[str, TaskInfo] = MappingProxyType(
             "MNIST-1D, shuffled",
             "MNIST-1D with one fixed random permutation of the 40 positions: the same values, spatial order destroyed",
         ),
+        # Group C (architectures, activations, schedules, augmentation, recurrent nets), lab v2 conversions.
+        "gaussian_images": TaskInfo(
+            "random images",
+            "i.i.d. standard normal 2-D inputs, one per seed, larger than every receptive field measured (96x96 "
+            "quick, 320x320 full)",
+        ),
     }
 )
 
