@@ -68,6 +68,7 @@ def test_quick_run_returns_every_rule_metric_finite(exp):
         (cnn_equivariance.shifts, "digits"),
         (cnn_equivariance.shifts, "mnist1d"),
         (cnn_equivariance.receptive_field, "mnist1d"),
+        (cnn_augmentation.augmentation, "mnist1d"),
         (rnn_stability.clipping, None),
     ],
     ids=lambda v: getattr(v, "id", v),
@@ -191,3 +192,24 @@ def test_measured_receptive_field_with_relu_needs_the_union_over_inputs():
     many = cnn_equivariance._measured(layers, 40, seed=0, inputs=signals[:256, None])
     assert many == cnn_equivariance._formula(layers) == 9
     assert cnn_equivariance._measured(layers, 40, seed=0, inputs=signals[:1, None]) <= many
+
+
+def test_mnist1d_distortions_mirror_the_generator():
+    """A roll permutes each signal's values by at most max_shift places; the scale stays within 1 +- 20%."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 40)
+    rolled = cnn_augmentation._RandomRoll(4, gen)(x)
+    for row, moved in zip(x, rolled, strict=True):
+        assert any(torch.equal(torch.roll(row, k), moved) for k in range(-4, 5))
+    ratio = cnn_augmentation._RandomScale(cnn_augmentation.SCALE_COEFF, gen)(torch.ones(1000, 40))
+    assert ratio.min() >= 0.8 and ratio.max() <= 1.2 and ratio.std() > 0.05
+    assert torch.equal(ratio[:, 0:1].expand(-1, 40), ratio)  # one factor per signal
+
+
+def test_augmentation_on_mnist1d_stops_memorization():
+    """Without distortions the CNN fits its 500 signals far better than it generalizes; with them, much less."""
+    out = quick_run(cnn_augmentation.augmentation, 0, "mnist1d")
+    gap = {arm: out["train_acc"][arm] - out["test_acc"][arm] for arm in ("none", "all")}
+    assert out["train_acc"]["none"] > out["train_acc"]["all"]
+    assert gap["none"] > gap["all"] + 0.1
+    assert out["gain_all"] == pytest.approx(out["acc_all"] - out["acc_none"])
