@@ -69,6 +69,8 @@ def test_quick_run_returns_every_rule_metric_finite(exp):
         (cnn_equivariance.shifts, "mnist1d"),
         (cnn_equivariance.receptive_field, "mnist1d"),
         (cnn_augmentation.augmentation, "mnist1d"),
+        (q15_schedules.schedules, "mnist1d"),
+        (q15_activations.activations, "mnist1d"),
         (rnn_stability.clipping, None),
     ],
     ids=lambda v: getattr(v, "id", v),
@@ -213,3 +215,26 @@ def test_augmentation_on_mnist1d_stops_memorization():
     assert out["train_acc"]["none"] > out["train_acc"]["all"]
     assert gap["none"] > gap["all"] + 0.1
     assert out["gain_all"] == pytest.approx(out["acc_all"] - out["acc_none"])
+
+
+def test_schedules_on_mnist1d_anneal_the_rate():
+    """Each schedule's learning-rate curve on MNIST-1D has the declared shape, relative to its chosen base rate."""
+    out = quick_run(q15_schedules.schedules, 0, "mnist1d")
+    lr, base = out["lr_curves"], out["best_lr"]
+    assert all(b in q15_schedules.schedules.params(quick=True, task="mnist1d")["lrs"] for b in base.values())
+    assert lr["constant"][-1] == pytest.approx(base["constant"])
+    assert lr["step"][-1] == pytest.approx(0.01 * base["step"])
+    assert lr["cosine"][-1] < 0.01 * base["cosine"]
+    assert lr["warmup_cosine"][0] == pytest.approx(0.1 * base["warmup_cosine"])
+    assert all(math.isfinite(v) and v > 0 for v in out["test_loss"].values())
+
+
+def test_activations_on_mnist1d_start_relus_dead_under_a_negative_bias():
+    """On MNIST-1D a bias of -3 switches most ReLUs off at init (the second layer's all, the first layer's few:
+    some signals exceed 3 standard deviations); a shallow ReLU net at bias 0 still trains within the budget."""
+    out = quick_run(q15_activations.activations, 0, "mnist1d")
+    negative = [c for c in out["conditions"] if c["bias"] < 0]
+    zero = [c for c in out["conditions"] if c["bias"] == 0]
+    assert negative and all(c["inactive_at_init"]["relu"] > 0.5 for c in negative)
+    assert all(c["inactive_at_init"]["relu"] < 0.2 for c in zero)
+    assert out["steps"]["relu"][0] is not None and out["max_depth"]["relu"] >= 2
