@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn as tnn
 
-from deepbasics.lab import Metric, Rule, Task, experiment, save_figure
+from deepbasics.lab import Metric, Revision, Rule, Task, experiment, save_figure
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu")
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "selu", "gelu", "silu")
@@ -170,8 +170,14 @@ def _plot(outputs, params, outdir):
             # A healthy 2-layer ReLU net (width 32, Adam 3e-3, full batch) reaches 90% training accuracy on 400
             # MNIST-1D signals after 100-200 steps (measured: 79% at 100, 99.8% at 200; digits: within 80), so
             # the budget is 200 steps in both modes; no other arm was run before this was set. Quick mode skips
-            # depth 6 to fit the lab's budget (the judged number uses only the deepest trainable depth).
-            quick={"train_size": 400, "budget": 200, "depths": [2, 12]},
+            # depth 6 and five of the eight activations to fit the lab's budget (the checks need the sigmoid, one
+            # ReLU-family unit, ReLU and leaky ReLU); the full run compares all eight.
+            quick={
+                "train_size": 400,
+                "budget": 200,
+                "depths": [2, 12],
+                "activations": ["sigmoid", "relu", "leaky_relu"],
+            },
             full={"train_size": 400, "budget": 200},
         ),
     ),
@@ -203,7 +209,25 @@ def _plot(outputs, params, outdir):
     },
     # All three parts of the claim must hold: ReLU dying (> DEAD_RELU_MIN), leaky avoiding it (< DEAD_LEAKY_MAX),
     # and the ReLU family training deeper nets than the sigmoid.
-    rules={"Q15.c": Rule("checks_passed", ">=", 3, since="0.1.0")},
+    rules={
+        "Q15.c": Rule(
+            "checks_passed",
+            ">=",
+            3,
+            since="0.1.0",
+            history=(
+                Revision(
+                    changed_in="0.2.0",
+                    what="params",
+                    was="quick mode on MNIST-1D: all eight activations",
+                    reason="that quick run cost 27 CPU seconds, far over the lab's quick budget; quick mode on "
+                    "MNIST-1D now trains the sigmoid, ReLU and leaky ReLU only (what the three checks need), after "
+                    "the first quick run's verdict (2 checks of 3) was seen. The full-mode parameters were not "
+                    "changed.",
+                ),
+            ),
+        )
+    },
     metrics={
         "checks_passed": Metric("checks passed, of three"),
         "max_depth_relu_family": Metric("deepest trainable ReLU-family net", unit="layers"),
