@@ -155,7 +155,7 @@ def _plot_schedules(outputs, params, outdir):
         "test accuracy is higher by {test_accuracy_gain}",
     },
     seeds=3,
-    timeout=600,
+    timeout=1800,  # full mode on both tasks: ~4 CPU minutes, more wall time on a loaded machine
     plot=_plot_schedules,
 )
 def schedules(params, seed):
