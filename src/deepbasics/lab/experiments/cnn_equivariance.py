@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn as tnn
 
-from deepbasics.lab import Metric, Rule, Task, experiment, save_figure
+from deepbasics.lab import Metric, Revision, Rule, Task, experiment, save_figure
 
 from ._cnn import digit_images
 
@@ -264,17 +264,20 @@ def _formula(layers: list[list[int]]) -> int:
     return r
 
 
-def _measured(layers: list[list[int]], size: int, seed: int, inputs: torch.Tensor | None = None) -> int:
+def _measured(
+    layers: list[list[int]], size: int, seed: int, inputs: torch.Tensor | None = None, relu: bool = False
+) -> int:
     """Width of the set of input positions with a non-zero gradient of the central output unit (float64).
 
-    2-D (``inputs`` None): random 3x3-kernel stacks with tanh on one ``size x size`` Gaussian input; tanh never
-    zeroes a gradient, so one input shows the whole field. 1-D (``inputs`` (N, 1, L), e.g. MNIST-1D signals): the
-    same stacks with ``Conv1d`` and ReLU, as in the MNIST-1D reference CNN; a ReLU that is off for one input hides
-    part of the field, so the field is the union over the N inputs of the positions each one's gradient reaches.
+    2-D (``inputs`` None): random 3x3-kernel stacks on one ``size x size`` Gaussian input. 1-D (``inputs``
+    (N, 1, L), e.g. MNIST-1D signals): the same stacks with ``Conv1d``; the field is the union over the N inputs
+    of the positions each one's gradient reaches. tanh never zeroes a gradient, so it shows the architectural
+    field; with ``relu=True`` (as in the MNIST-1D reference CNN) a unit that is off for every input hides part of
+    it: what is left is the data-dependent "effective" field (Luo et al. 2016), at most as wide.
     """
     gen = torch.Generator().manual_seed(seed)
     one_d = inputs is not None
-    conv, act = (tnn.Conv1d, tnn.ReLU) if one_d else (tnn.Conv2d, tnn.Tanh)
+    conv, act = (tnn.Conv1d if one_d else tnn.Conv2d), (tnn.ReLU if relu else tnn.Tanh)
     mods = []
     for k, s, d in layers:
         layer = conv(2 if mods else 1, 2, k, stride=s, dilation=d).double()  # 'valid': no padding
@@ -339,10 +342,10 @@ def _configs(max_depth: int) -> dict[str, list[list[int]]]:
     method="Stacks of 3-tap convolutions (random float64 weights, no padding) are applied to inputs larger than the "
     "receptive fields; we back-propagate from the central unit of the last map and measure the width of the set of "
     "input positions with a non-zero gradient. 2-D: 3x3 kernels with tanh on one random image. 1-D: Conv1d with "
-    "ReLU on 256 MNIST-1D signals of 40 positions (the union over signals, as a ReLU hides part of the field for "
-    "one signal), only stacks whose field fits in 40, plus the MNIST-1D reference CNN's kernels 5, 3, 3 with stride "
-    "2. Stacks: plain, stride 2 at every layer, dilation 1, 2, 4, ... and mixed strides/dilations, depths 1 to "
-    "max_depth. The judged number is the largest absolute difference to r_L = r_{L-1} + (k-1) d prod(s).",
+    "tanh on 256 MNIST-1D signals of 40 positions (the union over signals; ReLU's narrower effective field is "
+    "reported, not judged), only stacks whose field fits in 40, plus the MNIST-1D reference CNN's kernels 5, 3, 3 "
+    "with stride 2. Stacks: plain, stride 2 at every layer, dilation 1, 2, 4, ... and mixed strides/dilations, "
+    "depths 1 to max_depth. The judged number is the largest absolute difference to r_L = r_{L-1} + (k-1) d prod(s).",
     tasks=(
         Task(
             "gaussian_images",
@@ -354,7 +357,7 @@ def _configs(max_depth: int) -> dict[str, list[list[int]]]:
             applies=True,
             why="MNIST-1D's reference CNN reads 40 positions through three stride-2 layers; its field (17 positions) "
             "decides what one feature can see.",
-            detail="1-D convolutions with ReLU",
+            detail="1-D convolutions",
             quick={"inputs": 256},
             full={"inputs": 256},
         ),
@@ -362,7 +365,27 @@ def _configs(max_depth: int) -> dict[str, list[list[int]]]:
     quick={"max_depth": 4, "size": 96, "inputs": 1},
     full={"max_depth": 6, "size": 320, "inputs": 1},
     # Exact agreement (integer widths): any difference of 1 pixel or more fails.
-    rules={"CNN.c": Rule("max_abs_error", "<", 0.5, spread="value", since="0.1.0")},
+    rules={
+        "CNN.c": Rule(
+            "max_abs_error",
+            "<",
+            0.5,
+            spread="value",
+            since="0.1.0",
+            history=(
+                Revision(
+                    changed_in="0.2.0",
+                    what="metric",
+                    was="on MNIST-1D, the field measured through ReLU units (the union over 256 signals)",
+                    reason="in the first full run a 5-layer plain stack measured 10 positions against the formula's "
+                    "11: one edge position reaches the output through a single chain of units, and a ReLU on it "
+                    "that is off for all 256 signals hides it. That is ReLU's data-dependent effective field, not "
+                    "the architectural field the claim states; tanh, as on the 2-D task, never zeroes a gradient. "
+                    "Changed after that result was seen; the ReLU measurement is still reported.",
+                ),
+            ),
+        )
+    },
     metrics={
         "max_abs_error": Metric("largest difference between measured and predicted receptive field", unit="positions"),
         "largest_field": Metric("largest receptive field measured (per side in 2-D)", unit="positions"),
@@ -392,6 +415,7 @@ def receptive_field(params, seed):
     if too_big:
         raise ValueError(f"input size {size} too small for receptive fields {too_big}; raise 'size'")
     measured = {name: _measured(layers, size, seed, inputs) for name, layers in configs.items()}
+    relu = {} if inputs is None else {n: _measured(c, size, seed, inputs, relu=True) for n, c in configs.items()}
     families: dict[str, list[str]] = {}
     for name in configs:
         families.setdefault(name.rstrip("0123456789").rstrip("_"), []).append(name)
@@ -402,6 +426,8 @@ def receptive_field(params, seed):
         "measured": measured,
         "families": families,
         "max_abs_error": float(max(errors)),
+        "measured_relu": relu,  # reported, not judged: ReLU's effective field can fall short of the formula
+        "relu_shortfall": float(max((formula[n] - relu[n] for n in relu), default=0)),
         "largest_field": float(max(measured.values())),
         "stacks": float(len(configs)),
     }
