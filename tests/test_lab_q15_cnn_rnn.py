@@ -17,6 +17,7 @@ from _lab_quick import quick_run
 from deepbasics.lab.experiments import (
     cnn_augmentation,
     cnn_equivariance,
+    cnn_receptive_field,
     cnn_weight_sharing,
     q15_activations,
     q15_optimizers,
@@ -38,7 +39,7 @@ EXPERIMENTS = [
     q15_activations.activations,
     cnn_weight_sharing.weight_sharing,
     cnn_equivariance.shifts,
-    cnn_equivariance.receptive_field,
+    cnn_receptive_field.receptive_field,
     cnn_augmentation.augmentation,
     rnn_memory.tbptt,
     rnn_memory.gated_cells,
@@ -67,7 +68,7 @@ def test_quick_run_returns_every_rule_metric_finite(exp):
     [
         (cnn_equivariance.shifts, "digits"),
         (cnn_equivariance.shifts, "mnist1d"),
-        (cnn_equivariance.receptive_field, "mnist1d"),
+        (cnn_receptive_field.receptive_field, "mnist1d"),
         (cnn_augmentation.augmentation, "mnist1d"),
         (q15_schedules.schedules, "mnist1d"),
         (q15_activations.activations, "mnist1d"),
@@ -93,12 +94,12 @@ def test_receptive_field_formula_matches_brute_force():
         reach = {0}  # input positions, in the coordinates of the current map, that feed output unit 0
         for k, s, d in reversed(layers):  # position p of layer l reads p*s + j*d, j = 0..k-1, of layer l-1
             reach = {p * s + j * d for p in reach for j in range(k)}
-        assert cnn_equivariance._formula(layers) == max(reach) - min(reach) + 1
+        assert cnn_receptive_field._formula(layers) == max(reach) - min(reach) + 1
 
 
 def test_measured_receptive_field_matches_formula():
     for layers in ([[3, 1, 1]] * 2, [[3, 2, 1], [3, 1, 2]]):
-        assert cnn_equivariance._measured(layers, 40, seed=0) == cnn_equivariance._formula(layers)
+        assert cnn_receptive_field._measured(layers, 40, seed=0) == cnn_receptive_field._formula(layers)
 
 
 def test_truncated_logits_cut_the_gradient_and_keep_the_output():
@@ -179,7 +180,7 @@ def test_shift1d_moves_values_and_fills_the_vacated_end():
 
 def test_receptive_field_on_mnist1d_measures_the_reference_cnn():
     """CNN.c on MNIST-1D: every kept stack fits 40 positions; the reference CNN's kernels 5, 3, 3 stride 2 see 17."""
-    out = quick_run(cnn_equivariance.receptive_field, 0, "mnist1d")
+    out = quick_run(cnn_receptive_field.receptive_field, 0, "mnist1d")
     assert out["formula"]["mnist1d_cnn3"] == 17 and out["measured"]["mnist1d_cnn3"] == 17
     assert all(r <= 40 for r in out["formula"].values())
     assert out["measured"] == out["formula"]  # tanh: the whole architectural field
@@ -192,10 +193,10 @@ def test_measured_receptive_field_with_relu_needs_the_union_over_inputs():
 
     signals, _ = data.mnist1d(val_fraction=0.0, dtype=torch.float64).tensors("test")
     layers = [[3, 1, 1]] * 4
-    many = cnn_equivariance._measured(layers, 40, seed=0, inputs=signals[:256, None], relu=True)
-    assert many <= cnn_equivariance._formula(layers) == 9
-    assert cnn_equivariance._measured(layers, 40, seed=0, inputs=signals[:1, None], relu=True) <= many
-    assert cnn_equivariance._measured(layers, 40, seed=0, inputs=signals[:1, None]) == 9  # tanh: one signal suffices
+    many = cnn_receptive_field._measured(layers, 40, seed=0, inputs=signals[:256, None], relu=True)
+    assert many <= cnn_receptive_field._formula(layers) == 9
+    assert cnn_receptive_field._measured(layers, 40, seed=0, inputs=signals[:1, None], relu=True) <= many
+    assert cnn_receptive_field._measured(layers, 40, seed=0, inputs=signals[:1, None]) == 9  # tanh: one signal suffices
 
 
 def test_mnist1d_distortions_mirror_the_generator():
