@@ -41,7 +41,9 @@ def test_the_disclosed_changes_of_0_1_0_are_in_the_history():
         "Q14.b": ["rule"],
         "Q14.e": ["metric", "rule"],
         "Q15.a": ["params"],
-        "Q15.b": ["metric"],
+        "Q15.b": ["metric", "params"],  # params: 0.2.0, quick mode on MNIST-1D cut to fit the budget
+        "Q15.c": ["params"],  # 0.2.0, quick mode on MNIST-1D cut to fit the budget
+        "CNN.c": ["metric"],  # 0.2.0: tanh instead of ReLU on MNIST-1D (ReLU's holes are not the formula's field)
         "REF.mnist1d": ["rule"],  # changed in 0.2.0, before it landed: see ref_mnist1d_table.py
         # 0.2.0, issue 15 conversions (group A): a new task's parameters set after a prototype; a metric split by task
         "Q1.e": ["params"],

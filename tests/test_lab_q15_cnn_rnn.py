@@ -17,6 +17,7 @@ from _lab_quick import quick_run
 from deepbasics.lab.experiments import (
     cnn_augmentation,
     cnn_equivariance,
+    cnn_receptive_field,
     cnn_weight_sharing,
     q15_activations,
     q15_optimizers,
@@ -38,7 +39,7 @@ EXPERIMENTS = [
     q15_activations.activations,
     cnn_weight_sharing.weight_sharing,
     cnn_equivariance.shifts,
-    cnn_equivariance.receptive_field,
+    cnn_receptive_field.receptive_field,
     cnn_augmentation.augmentation,
     rnn_memory.tbptt,
     rnn_memory.gated_cells,
@@ -62,9 +63,21 @@ def test_quick_run_returns_every_rule_metric_finite(exp):
         assert math.isfinite(value), f"{cid}: {rule.metric} = {value}"
 
 
-@pytest.mark.parametrize("exp", [cnn_equivariance.shifts, rnn_stability.clipping], ids=lambda e: e.id)
-def test_plot_smoke(exp, tmp_path):
-    paths = exp.plot([_quick(exp)], exp.params(quick=True), tmp_path)
+@pytest.mark.parametrize(
+    ("exp", "task"),
+    [
+        (cnn_equivariance.shifts, "digits"),
+        (cnn_equivariance.shifts, "mnist1d"),
+        (cnn_receptive_field.receptive_field, "mnist1d"),
+        (cnn_augmentation.augmentation, "mnist1d"),
+        (q15_schedules.schedules, "mnist1d"),
+        (q15_activations.activations, "mnist1d"),
+        (rnn_stability.clipping, None),
+    ],
+    ids=lambda v: getattr(v, "id", v),
+)
+def test_plot_smoke(exp, task, tmp_path):
+    paths = exp.plot([quick_run(exp, 0, task)], exp.params(quick=True, task=task), tmp_path)
     assert paths and all(p.suffix == ".png" and p.stat().st_size > 0 for p in paths)
 
 
@@ -81,12 +94,12 @@ def test_receptive_field_formula_matches_brute_force():
         reach = {0}  # input positions, in the coordinates of the current map, that feed output unit 0
         for k, s, d in reversed(layers):  # position p of layer l reads p*s + j*d, j = 0..k-1, of layer l-1
             reach = {p * s + j * d for p in reach for j in range(k)}
-        assert cnn_equivariance._formula(layers) == max(reach) - min(reach) + 1
+        assert cnn_receptive_field._formula(layers) == max(reach) - min(reach) + 1
 
 
 def test_measured_receptive_field_matches_formula():
     for layers in ([[3, 1, 1]] * 2, [[3, 2, 1], [3, 1, 2]]):
-        assert cnn_equivariance._measured(layers, 40, seed=0) == cnn_equivariance._formula(layers)
+        assert cnn_receptive_field._measured(layers, 40, seed=0) == cnn_receptive_field._formula(layers)
 
 
 def test_truncated_logits_cut_the_gradient_and_keep_the_output():
@@ -143,3 +156,88 @@ def test_helpers_reject_bad_input():
         latch_task(4, 3, 1)
     with pytest.raises(ValueError, match="window"):
         truncated_logits(torch.nn.Identity(), torch.zeros(1, 2, 3), 0)
+
+
+# ------------------------------------------------------------------------------ second tasks (issue 15)
+def test_shifts_on_mnist1d_are_exactly_equivariant_and_global_pooling_absorbs_them():
+    """CNN.b's 1-D twin: conv commutes with shifts to rounding, and global pooling damps shifts far more than none."""
+    out = quick_run(cnn_equivariance.shifts, 0, "mnist1d")
+    assert out["equivariance_error"] < 1e-12
+    change = out["change"]
+    assert all(c > 0 for c in change["no pooling"])  # the shifted signal does change the unpooled logits
+    assert change["max + global average pooling"][0] < change["no pooling"][0]
+    assert out["global_pooling_ratio"] == pytest.approx(
+        change["max + global average pooling"][0] / change["no pooling"][0]
+    )
+
+
+def test_shift1d_moves_values_and_fills_the_vacated_end():
+    x = torch.arange(1.0, 6.0).reshape(1, 1, 5)
+    assert cnn_equivariance._shift1d(x, 2, fill=-1.0).flatten().tolist() == [-1, -1, 1, 2, 3]
+    assert cnn_equivariance._shift1d(x, -1).flatten().tolist() == [2, 3, 4, 5, 0]
+    assert torch.equal(cnn_equivariance._shift1d(x, 0), x)
+
+
+def test_receptive_field_on_mnist1d_measures_the_reference_cnn():
+    """CNN.c on MNIST-1D: every kept stack fits 40 positions; the reference CNN's kernels 5, 3, 3 stride 2 see 17."""
+    out = quick_run(cnn_receptive_field.receptive_field, 0, "mnist1d")
+    assert out["formula"]["mnist1d_cnn3"] == 17 and out["measured"]["mnist1d_cnn3"] == 17
+    assert all(r <= 40 for r in out["formula"].values())
+    assert out["measured"] == out["formula"]  # tanh: the whole architectural field
+    assert all(out["measured_relu"][n] <= out["formula"][n] for n in out["formula"])  # ReLU: at most as wide
+
+
+def test_measured_receptive_field_with_relu_needs_the_union_over_inputs():
+    """One signal can leave ReLUs off and hide part of the field; the union over many signals recovers all of it."""
+    from deepbasics import data
+
+    signals, _ = data.mnist1d(val_fraction=0.0, dtype=torch.float64).tensors("test")
+    layers = [[3, 1, 1]] * 4
+    many = cnn_receptive_field._measured(layers, 40, seed=0, inputs=signals[:256, None], relu=True)
+    assert many <= cnn_receptive_field._formula(layers) == 9
+    assert cnn_receptive_field._measured(layers, 40, seed=0, inputs=signals[:1, None], relu=True) <= many
+    assert cnn_receptive_field._measured(layers, 40, seed=0, inputs=signals[:1, None]) == 9  # tanh: one signal suffices
+
+
+def test_mnist1d_distortions_mirror_the_generator():
+    """A roll permutes each signal's values by at most max_shift places; the scale stays within 1 +- 20%."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 40)
+    rolled = cnn_augmentation._RandomRoll(4, gen)(x)
+    for row, moved in zip(x, rolled, strict=True):
+        assert any(torch.equal(torch.roll(row, k), moved) for k in range(-4, 5))
+    ratio = cnn_augmentation._RandomScale(cnn_augmentation.SCALE_COEFF, gen)(torch.ones(1000, 40))
+    assert ratio.min() >= 0.8 and ratio.max() <= 1.2 and ratio.std() > 0.05
+    assert torch.equal(ratio[:, 0:1].expand(-1, 40), ratio)  # one factor per signal
+
+
+def test_augmentation_on_mnist1d_stops_memorization():
+    """Without distortions the CNN fits its 500 signals far better than it generalizes; with them, much less."""
+    out = quick_run(cnn_augmentation.augmentation, 0, "mnist1d")
+    gap = {arm: out["train_acc"][arm] - out["test_acc"][arm] for arm in ("none", "all")}
+    assert out["train_acc"]["none"] > out["train_acc"]["all"]
+    assert gap["none"] > gap["all"] + 0.1
+    assert out["gain_all"] == pytest.approx(out["acc_all"] - out["acc_none"])
+
+
+def test_schedules_on_mnist1d_anneal_the_rate():
+    """Each schedule's learning-rate curve on MNIST-1D has the declared shape, relative to its chosen base rate."""
+    out = quick_run(q15_schedules.schedules, 0, "mnist1d")
+    lr, base = out["lr_curves"], out["best_lr"]
+    assert all(b in q15_schedules.schedules.params(quick=True, task="mnist1d")["lrs"] for b in base.values())
+    assert lr["constant"][-1] == pytest.approx(base["constant"])
+    assert lr["step"][-1] == pytest.approx(0.01 * base["step"])
+    assert lr["cosine"][-1] < 0.01 * base["cosine"]
+    assert lr["warmup_cosine"][0] == pytest.approx(0.1 * base["warmup_cosine"])
+    assert all(math.isfinite(v) and v > 0 for v in out["test_loss"].values())
+
+
+def test_activations_on_mnist1d_start_relus_dead_under_a_negative_bias():
+    """On MNIST-1D a bias of -3 switches most ReLUs off at init (the second layer's all, the first layer's few:
+    some signals exceed 3 standard deviations); a shallow ReLU net at bias 0 still trains within the budget."""
+    out = quick_run(q15_activations.activations, 0, "mnist1d")
+    negative = [c for c in out["conditions"] if c["bias"] < 0]
+    zero = [c for c in out["conditions"] if c["bias"] == 0]
+    assert negative and all(c["inactive_at_init"]["relu"] > 0.5 for c in negative)
+    assert all(c["inactive_at_init"]["relu"] < 0.2 for c in zero)
+    assert out["steps"]["relu"][0] is not None and out["max_depth"]["relu"] >= 2

@@ -82,6 +82,12 @@ TASKS: Mapping[str, TaskInfo] = MappingProxyType(
             "regression on the outputs of a random 8-unit tanh teacher net plus noise 0.1 (deepbasics.data."
             "teacher_student): 200 examples of 5 features (quick) or 1,000 of 10 (full)",
         ),
+        # Group C (architectures, activations, schedules, augmentation, recurrent nets), lab v2 conversions.
+        "gaussian_images": TaskInfo(
+            "random images",
+            "i.i.d. standard normal 2-D inputs, one per seed, larger than every receptive field measured (96x96 "
+            "quick, 320x320 full)",
+        ),
     }
 )
 

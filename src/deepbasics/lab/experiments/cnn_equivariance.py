@@ -1,12 +1,13 @@
-r"""CNN (+, part 2): equivariance and pooling, receptive fields.
+r"""CNN (+, part 2): equivariance and pooling, in 2-D on images and in 1-D on MNIST-1D signals.
 
 - **CNN.b** Convolution commutes with translation, ``conv(T_u x) = T_u conv(x)`` (away from the borders), so
   stacks of convolutions and pointwise nonlinearities are translation-equivariant; max pooling over a
   neighbourhood and global average pooling discard where a feature fired, which makes the output approximately
   invariant to small shifts (Goodfellow et al. 2016, sec. 9.3-9.4).
-- **CNN.c** With kernel ``k_l``, stride ``s_l`` and dilation ``d_l`` at layer ``l``, the receptive field of one
-  output unit is ``r_L = r_{L-1} + (k_L - 1) d_L prod_{l<L} s_l``, ``r_0 = 1`` (Araujo, Norris & Sim, "Computing
-  receptive fields of convolutional neural networks", Distill 2019, eq. 2; Yu & Koltun 2016 for dilation).
+
+An exact property of the operation, so both tasks are ones where the claim is meant to apply: 2-D convolutions
+on images (the textbooks' setting) and 1-D convolutions on MNIST-1D signals, the setting of its reference CNN
+(Greydanus & Kobak 2020). Receptive fields (CNN.c): :mod:`.cnn_receptive_field`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn as tnn
 
-from deepbasics.lab import Metric, Rule, experiment, save_figure
+from deepbasics.lab import Metric, Rule, Task, experiment, save_figure
 
 from ._cnn import digit_images
 
@@ -44,6 +45,38 @@ class _GlobalPoolCNN(tnn.Module):
         return self.fc(self.features(x).mean(dim=(-2, -1)))  # (N, C, h, w) -> (N, C) -> (N, classes)
 
 
+class _Conv1dNet(tnn.Module):
+    """The 1-D twin of small_cnn: per stage a 3-tap ``Conv1d`` (padding 1) and ReLU, then 2x max pooling if
+    ``pool``; then a linear classifier on the flattened map, or on its mean over positions if ``global_pool``."""
+
+    def __init__(self, channels: list[int], length: int, pool: bool, global_pool: bool = False) -> None:
+        super().__init__()
+        layers, prev = [], 1
+        for c in channels:
+            layers += [tnn.Conv1d(prev, c, 3, padding=1), tnn.ReLU()] + ([tnn.MaxPool1d(2)] if pool else [])
+            prev = c
+        self.features = tnn.Sequential(*layers)
+        self.global_pool = global_pool
+        side = length // 2 ** len(channels) if pool else length
+        self.fc = tnn.Linear(prev if global_pool else prev * side, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)  # (N, C, L')
+        return self.fc(h.mean(dim=-1) if self.global_pool else h.flatten(1))
+
+
+def _shift1d(x: torch.Tensor, k: int, fill: float = 0.0) -> torch.Tensor:
+    """``x`` (..., L) moved ``k`` positions to the right (left if ``k < 0``); vacated positions get ``fill``."""
+    out = torch.full_like(x, fill)
+    if k > 0:
+        out[..., k:] = x[..., :-k]
+    elif k < 0:
+        out[..., :k] = x[..., -k:]
+    else:
+        out = x.clone()
+    return out
+
+
 def _relative_change(model, x: torch.Tensor, shifted: torch.Tensor) -> float:
     """Mean over images of ``||f(shifted) - f(x)|| / ||f(x)||``."""
     with torch.no_grad():
@@ -54,6 +87,10 @@ def _relative_change(model, x: torch.Tensor, shifted: torch.Tensor) -> float:
 def _plot_shifts(outputs, params, outdir):
     import matplotlib.pyplot as plt
 
+    from deepbasics.lab.tasks import TASKS
+
+    task = TASKS[params["task"]].label
+    unit = "pixels, along each axis in turn" if params["task"] == "digits" else "positions"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     shifts = params["shifts"]
     for i, net in enumerate(("no pooling", "max pooling", "max + global average pooling")):
@@ -68,9 +105,9 @@ def _plot_shifts(outputs, params, outdir):
             label=net,
         )
     ax1.set(
-        xlabel="shift (pixels, along each axis in turn)",
+        xlabel=f"shift ({unit})",
         ylabel="||f(shifted) - f(x)|| / ||f(x)|| (logits)",
-        title="CNN.b: output change under shifts, at init",
+        title=f"CNN.b on {task}: output change under shifts, at init",
     )
     ax1.legend(fontsize=8)
     errs = [max(out["equivariance_error"], 1e-18) for out in outputs]
@@ -79,21 +116,62 @@ def _plot_shifts(outputs, params, outdir):
     ax2.set_xticks(range(len(errs)), [f"seed {s}" for s in range(len(errs))])
     ax2.set(
         ylabel="log10 max |conv(shift x) - shift(conv x)| / max |conv x|",
-        title="CNN.b: equivariance error, interior (float64)",
+        title=f"CNN.b on {task}: equivariance error, interior (float64)",
     )
     ax2.legend(fontsize=8)
     fig.tight_layout()
     return [save_figure(fig, outdir, "shift_equivariance_invariance")]
 
 
+def _canvas(params: dict, seed: int) -> tuple[torch.Tensor, float]:
+    """Test inputs centred on a blank canvas (float64) and the blank value: digits (N, 1, c, c), MNIST-1D (N, 1, c)."""
+    pad = (params["canvas"] - (8 if params["task"] == "digits" else 40)) // 2
+    if params["task"] == "digits":
+        splits, *_, xt, _ = digit_images(seed, None)
+        background = float(splits.standardizer(torch.zeros(1, 1, 1, 1)))  # the standardized value of a blank pixel
+        x = torch.nn.functional.pad(xt[: params["images"]].double() - background, (pad, pad, pad, pad))
+        return x + background, background  # (N, 1, 16, 16): blank canvas with the digits' own background value
+    from deepbasics import data
+
+    xt, _ = data.mnist1d(val_fraction=0.0, dtype=torch.float64).tensors("test")  # (N, 40), zero-mean values
+    return torch.nn.functional.pad(xt[: params["images"], None], (pad, pad)), 0.0  # (N, 1, 48)
+
+
+def _moves(x: torch.Tensor, k: int, fill: float, two_d: bool) -> list[torch.Tensor]:
+    """``x`` shifted by ``k`` both ways along every spatial axis."""
+    from deepbasics import data
+
+    if two_d:
+        return [data.shift(x, dy, dx, fill=fill) for dy, dx in ((k, 0), (-k, 0), (0, k), (0, -k))]
+    return [_shift1d(x, k, fill), _shift1d(x, -k, fill)]
+
+
 @experiment(
     ids=("CNN.b",),
-    method="Test digits are centred on a 16x16 blank canvas and shifted by whole pixels (deepbasics.data.shift). "
-    "Equivariance: for the conv-ReLU-conv-ReLU feature maps of a randomly initialized small_cnn (float64) we compare "
-    "conv(shift x) with shift(conv x) away from the zero-padded border. Invariance: the relative change of the "
-    "logits under 1-pixel shifts for the same random conv stages followed by flatten+linear (no pooling), 2x2 max "
-    "pooling, or max pooling plus global average pooling. The judged number counts two checks: equivariance error "
-    "< 1e-10 and (max + global pooling's change) / (no pooling's change) < 0.75; max pooling alone is reported.",
+    method="Test inputs are centred on a blank canvas (8x8 digits on 16x16; MNIST-1D's 40 positions on 48) and "
+    "shifted by whole pixels or positions. Equivariance: for the conv-ReLU-conv-ReLU feature maps of a randomly "
+    "initialized CNN (small_cnn, or its 1-D twin with 3-tap Conv1d; float64) we compare conv(shift x) with "
+    "shift(conv x) away from the zero-padded border. Invariance: the relative change of the logits under shifts by "
+    "one for the same random conv stages followed by flatten+linear (no pooling), 2x max pooling, or max pooling "
+    "plus global average pooling. The judged number counts two checks: equivariance error < 1e-10 and (max + "
+    "global pooling's change) / (no pooling's change) < 0.75; max pooling alone is reported.",
+    tasks=(
+        Task(
+            "digits",
+            applies=True,
+            why="2-D convolution on images, the setting of the textbook argument (Goodfellow et al. 2016, sec. 9.3).",
+            detail="16x16 canvas",
+        ),
+        Task(
+            "mnist1d",
+            applies=True,
+            why="1-D convolution is equally exact; MNIST-1D's digits sit anywhere in the signal, the nuisance its "
+            "reference CNN must absorb (Greydanus & Kobak 2020).",
+            detail="1-D convolutions, 48-position canvas",
+            quick={"canvas": 48},
+            full={"canvas": 48},
+        ),
+    ),
     quick={"images": 64, "channels": [8, 16], "shifts": [1, 2, 3], "canvas": 16},
     full={"images": 128, "channels": [16, 32], "shifts": [1, 2, 3, 4], "canvas": 16},
     # Both halves of the claim: exact equivariance (EQUIVARIANCE_TOL) and pooling cutting the change by >= 25%
@@ -102,13 +180,13 @@ def _plot_shifts(outputs, params, outdir):
     metrics={
         "checks_passed": Metric("checks passed, of two"),
         "equivariance_error": Metric("largest relative equivariance error (interior, float64)"),
-        "pooling_ratio": Metric("output change under 1-pixel shifts, max pooling over none", unit="x"),
-        "global_pooling_ratio": Metric("output change under 1-pixel shifts, max + global pooling over none", unit="x"),
+        "pooling_ratio": Metric("output change under shifts by one, max pooling over none", unit="x"),
+        "global_pooling_ratio": Metric("output change under shifts by one, max + global pooling over none", unit="x"),
     },
     takeaways={
-        "CNN.b": "convolution commutes with shifts to {equivariance_error}; under 1-pixel shifts the output changes "
-        "{pooling_ratio} as much with max pooling and {global_pooling_ratio} as much with max plus global average "
-        "pooling as without pooling",
+        "CNN.b": "convolution commutes with shifts to {equivariance_error}; shifted by one pixel or position, the "
+        "output changes {pooling_ratio} as much with max pooling and {global_pooling_ratio} as much with max plus "
+        "global average pooling as without pooling",
     },
     seeds=3,
     timeout=300,
@@ -117,38 +195,47 @@ def _plot_shifts(outputs, params, outdir):
 def shifts(params, seed):
     from deepbasics import data, nn
 
-    splits, *_, xt, _ = digit_images(seed, None)
-    background = float(splits.standardizer(torch.zeros(1, 1, 1, 1)))  # the standardized value of a blank pixel
-    pad = (params["canvas"] - 8) // 2
-    x = torch.nn.functional.pad(xt[: params["images"]].double() - background, (pad, pad, pad, pad))  # (N, 1, 16, 16)
-    x = x + background  # blank canvas with the digits' own background value
+    two_d = params["task"] == "digits"
+    x, background = _canvas(params, seed)
     c = params["channels"]
     # equivariance of the conv feature maps (no pooling), float64
     torch.manual_seed(seed)
-    body = nn.small_cnn(channels=c, pool=False, image_size=params["canvas"]).double()
-    features = tnn.Sequential(*[m for name, m in body.named_children() if name[:4] in ("conv", "act")])
-    margin = len(c) + 1  # each 3x3 zero-padded conv spoils one border pixel; the shift one more
+    if two_d:
+        body = nn.small_cnn(channels=c, pool=False, image_size=params["canvas"]).double()
+        features = tnn.Sequential(*[m for name, m in body.named_children() if name[:4] in ("conv", "act")])
+    else:
+        features = _Conv1dNet(c, params["canvas"], pool=False).features.double()
+    margin = len(c) + 1  # each 3-tap zero-padded conv spoils one border pixel; the shift one more
+    inner = (slice(None), slice(None)) + (slice(margin, -margin),) * (2 if two_d else 1)
     with torch.no_grad():
-        f_shift = features(data.shift(x, 1, 1, fill=background))
-        shift_f = data.shift(features(x), 1, 1)
-        inner = (slice(None), slice(None), slice(margin, -margin), slice(margin, -margin))
+        if two_d:
+            f_shift, shift_f = features(data.shift(x, 1, 1, fill=background)), data.shift(features(x), 1, 1)
+        else:
+            f_shift, shift_f = features(_shift1d(x, 1, background)), _shift1d(features(x), 1)
         err = (f_shift[inner] - shift_f[inner]).abs().max() / features(x)[inner].abs().max()
     out = {"equivariance_error": float(err), "change": {}}
     # invariance of the logits
-    nets = {
-        "no pooling": nn.small_cnn(channels=c, pool=False, image_size=params["canvas"]),
-        "max pooling": nn.small_cnn(channels=c, pool=True, image_size=params["canvas"]),
-        "max + global average pooling": _GlobalPoolCNN(c),
-    }
+    if two_d:
+        nets = {
+            "no pooling": nn.small_cnn(channels=c, pool=False, image_size=params["canvas"]),
+            "max pooling": nn.small_cnn(channels=c, pool=True, image_size=params["canvas"]),
+            "max + global average pooling": _GlobalPoolCNN(c),
+        }
+    else:
+        nets = {
+            "no pooling": _Conv1dNet(c, params["canvas"], pool=False),
+            "max pooling": _Conv1dNet(c, params["canvas"], pool=True),
+            "max + global average pooling": _Conv1dNet(c, params["canvas"], pool=True, global_pool=True),
+        }
     for name, net in nets.items():
         torch.manual_seed(seed)  # the same conv weights in all three nets
         for m in net.modules():
-            if isinstance(m, tnn.Conv2d | tnn.Linear):
+            if isinstance(m, tnn.Conv2d | tnn.Conv1d | tnn.Linear):
                 m.reset_parameters()
         net = net.double().eval()
         changes = []
         for k in params["shifts"]:
-            moved = [data.shift(x, dy, dx, fill=background) for dy, dx in ((k, 0), (-k, 0), (0, k), (0, -k))]
+            moved = _moves(x, k, background, two_d)
             changes.append(float(np.mean([_relative_change(net, x, m) for m in moved])))
         out["change"][name] = changes
     out["pooling_ratio"] = out["change"]["max pooling"][0] / out["change"]["no pooling"][0]
@@ -160,101 +247,3 @@ def shifts(params, seed):
     out["checks"] = checks
     out["checks_passed"] = float(sum(checks.values()))
     return out
-
-
-# ------------------------------------------------------------------------------ CNN.c receptive field
-def _formula(layers: list[list[int]]) -> int:
-    """``r_L = r_{L-1} + (k_L - 1) d_L prod_{l<L} s_l`` with ``r_0 = 1`` (Araujo et al. 2019, eq. 2)."""
-    r, jump = 1, 1
-    for k, s, d in layers:
-        r += (k - 1) * d * jump
-        jump *= s
-    return r
-
-
-def _measured(layers: list[list[int]], size: int, seed: int) -> int:
-    """Width of the set of input pixels with a non-zero gradient of the central output unit (float64, tanh)."""
-    gen = torch.Generator().manual_seed(seed)
-    mods = []
-    for k, s, d in layers:
-        conv = tnn.Conv2d(2 if mods else 1, 2, k, stride=s, dilation=d).double()  # 'valid': no padding
-        with torch.no_grad():
-            conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen, dtype=torch.float64))
-            conv.bias.zero_()
-        mods += [conv, tnn.Tanh()]
-    net = tnn.Sequential(*mods)
-    x = torch.randn(1, 1, size, size, generator=gen, dtype=torch.float64, requires_grad=True)
-    y = net(x)  # (1, 2, h, w)
-    h, w = y.shape[-2:]
-    y[0, 0, h // 2, w // 2].backward()
-    rows = (x.grad[0, 0].abs().sum(dim=1) > 0).nonzero().flatten()  # (r,) input rows that reach the unit
-    cols = (x.grad[0, 0].abs().sum(dim=0) > 0).nonzero().flatten()
-    height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
-    if height != width:
-        raise ValueError(f"receptive field of {layers} is not square: {height} x {width}")
-    return height
-
-
-def _plot_receptive(outputs, params, outdir):
-    import matplotlib.pyplot as plt
-
-    out = outputs[0]
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
-    for i, (family, names) in enumerate(out["families"].items()):
-        depth = [len(params["configs"][n]) for n in names]
-        ax.plot(depth, [out["formula"][n] for n in names], "-", color=f"C{i}", alpha=0.6)
-        ax.plot(depth, [out["measured"][n] for n in names], "o", color=f"C{i}", label=f"{family} (dots: measured)")
-    ax.set_yscale("log", base=2)
-    ax.set(
-        xlabel="number of 3x3 conv layers",
-        ylabel="receptive field (input pixels per side)",
-        title="CNN.c: measured receptive field vs r_L = r_{L-1} + (k-1) d prod s (lines)",
-    )
-    ax.legend(fontsize=8)
-    return [save_figure(fig, outdir, "receptive_field")]
-
-
-def _configs(max_depth: int) -> dict[str, list[list[int]]]:
-    """Stacks of 3x3 convs ``[kernel, stride, dilation]`` per layer: plain, strided, dilated, mixed."""
-    out = {}
-    for depth in range(1, max_depth + 1):
-        out[f"plain{depth}"] = [[3, 1, 1]] * depth
-        out[f"stride2_{depth}"] = [[3, 2, 1]] * depth
-        out[f"dilated{depth}"] = [[3, 1, 2**i] for i in range(depth)]  # Yu & Koltun's exponential dilation
-        out[f"mixed{depth}"] = [[3, 2 if i % 2 == 0 else 1, 1 + i % 3] for i in range(depth)]
-    return out
-
-
-@experiment(
-    ids=("CNN.c",),
-    method="Stacks of 3x3 convolutions with tanh (random float64 weights, no padding) are applied to one random "
-    "input larger than any receptive field; we back-propagate from the central unit of the last map and measure "
-    "the width of the set of input pixels with a non-zero gradient. Stacks: plain, stride 2 at every layer, "
-    "dilation 1, 2, 4, ... and mixed strides/dilations, depths 1 to max_depth. The judged number is the largest "
-    "absolute difference to r_L = r_{L-1} + (k-1) d prod(s).",
-    quick={"configs": _configs(4), "size": 96},
-    full={"configs": _configs(6), "size": 320},
-    # Exact agreement (integer widths): any difference of 1 pixel or more fails.
-    rules={"CNN.c": Rule("max_abs_error", "<", 0.5, spread="value", since="0.1.0")},
-    metrics={
-        "max_abs_error": Metric("largest difference between measured and predicted receptive field", unit="pixels"),
-    },
-    takeaways={
-        "CNN.c": "measured receptive fields match r_L = r_(L-1) + (k - 1) d prod(s) to {max_abs_error}",
-    },
-    seeds=1,
-    timeout=300,
-    plot=_plot_receptive,
-)
-def receptive_field(params, seed):
-    configs = params["configs"]
-    formula = {name: _formula(layers) for name, layers in configs.items()}
-    too_big = {n: r for n, r in formula.items() if r > params["size"] - 2}
-    if too_big:
-        raise ValueError(f"input size {params['size']} too small for receptive fields {too_big}; raise 'size'")
-    measured = {name: _measured(layers, params["size"], seed) for name, layers in configs.items()}
-    families: dict[str, list[str]] = {}
-    for name in configs:
-        families.setdefault(name.rstrip("0123456789").rstrip("_"), []).append(name)
-    errors = [abs(measured[n] - formula[n]) for n in configs]
-    return {"formula": formula, "measured": measured, "families": families, "max_abs_error": float(max(errors))}
