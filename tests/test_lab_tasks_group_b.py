@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from _lab_quick import quick_run
-from deepbasics.lab.experiments import q06_regularization
+from deepbasics.lab.experiments import q06_regularization, q10_overfitting
 
 
 # ----------------------------------------------------------------------------------------------- Q6
@@ -34,3 +35,32 @@ def test_q6_mnist1d_is_where_the_unpenalized_model_overfits():
     assert signals["gap"]["none"] > 0.3  # quick mode: ~0.65 (300 signals); full: ~0.5 with 1,000
     assert signals["gap"]["none"] > digits["gap"]["none"]
     assert len(signals["log10_abs_weights"]["l1"]) == 2000
+
+
+# ---------------------------------------------------------------------------------------------- Q10
+@pytest.mark.parametrize("task", ["digits", "mnist1d"])
+def test_q10_baseline_overfits_and_remedies_are_compared_with_it(task):
+    out = quick_run(q10_overfitting.remedies, 0, task)
+    test, train = out["test_error"], out["train_error"]
+    assert test["baseline"] > train["baseline"] + 5  # points: the network fits its training set better than new data
+    helped = [test[r] < test["baseline"] for r in q10_overfitting.REMEDIES]
+    assert out["fraction_helping"] == pytest.approx(sum(helped) / len(helped))
+    for r in q10_overfitting.REMEDIES:
+        assert out[f"improvement_{r}"] == pytest.approx(test["baseline"] - test[r])
+        assert 0.0 <= test[r] <= 100.0 and 0.0 <= train[r] <= 100.0
+    assert (
+        len(out["baseline_member_test_errors"])
+        == q10_overfitting.remedies.params(quick=True, task=task)["ensemble_size"]
+    )
+
+
+def test_q10_signal_shift_moves_each_signal_by_its_offset():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(10.0).repeat(200, 1)  # (200, 10)
+    out = q10_overfitting.RandomShift1d(3, g)(x)
+    d = out[:, 5] - x[:, 5]  # interior positions move by -d: out[j] = x[j - d]
+    assert set(d.tolist()) == {-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0}
+    for row, shift in zip(out, (-d).long().tolist(), strict=True):
+        expected = (torch.arange(10) - shift).clamp(0, 9).float()
+        torch.testing.assert_close(row, expected)
+    torch.testing.assert_close(q10_overfitting.RandomShift1d(0, g)(x), x)
