@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from _lab_quick import quick_run
-from deepbasics.lab.experiments import q06_regularization, q10_overfitting
+from deepbasics.lab.experiments import q06_regularization, q10_overfitting, q13_critical_batch
 
 
 # ----------------------------------------------------------------------------------------------- Q6
@@ -64,3 +65,26 @@ def test_q10_signal_shift_moves_each_signal_by_its_offset():
         expected = (torch.arange(10) - shift).clamp(0, 9).float()
         torch.testing.assert_close(row, expected)
     torch.testing.assert_close(q10_overfitting.RandomShift1d(0, g)(x), x)
+
+
+# --------------------------------------------------------------------------------------------- Q13.b
+@pytest.mark.parametrize("task", ["digits", "mnist1d"])
+def test_q13_larger_batches_take_fewer_steps_at_larger_rates(task):
+    exp = q13_critical_batch.critical_batch
+    out = quick_run(exp, 0, task)
+    sizes = out["sizes_reached"]
+    assert len(sizes) >= 3 and set(sizes) <= set(exp.params(quick=True, task=task)["sizes"])
+    assert out["steps"][-1] < out["steps"][0]  # S(B) = S_min (1 + B_crit / B) falls with B
+    assert out["best_lr"][-1] >= out["best_lr"][0]  # the tuned rate grows with the batch (Goyal et al. 2017)
+    slope = np.polyfit(np.log2(sizes), out["test_error"], 1)[0]
+    assert out["error_slope_per_doubling"] == pytest.approx(slope)
+    assert all(0.0 <= e <= 100.0 for e in out["test_error"])
+    assert out["b_crit"] > 0 and out["b_simple"] > 0
+
+
+def test_q13_mnist1d_model_has_the_task_inputs():
+    params = q13_critical_batch.critical_batch.params(quick=True, task="mnist1d")
+    (x, _), (xt, _), model = q13_critical_batch._data_and_model(params, 0)
+    assert x.shape == (params["train_size"], 40) and xt.shape == (1000, 40)
+    assert model(x[:2]).shape == (2, 10)
+    assert [m.out_features for m in model if isinstance(m, torch.nn.Linear)] == [*params["hidden"], 10]
