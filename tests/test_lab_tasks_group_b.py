@@ -14,7 +14,12 @@ import pytest
 import torch
 
 from _lab_quick import quick_run
-from deepbasics.lab.experiments import q06_regularization, q10_overfitting, q13_critical_batch
+from deepbasics.lab.experiments import (
+    q06_regularization,
+    q10_overfitting,
+    q13_critical_batch,
+    q14_batchnorm_benefits,
+)
 
 
 # ----------------------------------------------------------------------------------------------- Q6
@@ -88,3 +93,19 @@ def test_q13_mnist1d_model_has_the_task_inputs():
     assert x.shape == (params["train_size"], 40) and xt.shape == (1000, 40)
     assert model(x[:2]).shape == (2, 10)
     assert [m.out_features for m in model if isinstance(m, torch.nn.Linear)] == [*params["hidden"], 10]
+
+
+# --------------------------------------------------------------------------------------------- Q14.c
+@pytest.mark.parametrize("task", ["digits", "mnist1d"])
+def test_q14c_gaps_are_test_minus_train_error_per_variant(task):
+    out = quick_run(q14_batchnorm_benefits.regularization, 0, task)
+    for name in ("none", "batchnorm", "dropout"):
+        assert out["gap"][name] == pytest.approx(out["test_error"][name] - out["train_error"][name])
+    assert out["gap_reduction"] == pytest.approx(out["gap"]["none"] - out["gap"]["batchnorm"])
+    assert out["gap_reduction_dropout"] == pytest.approx(out["gap"]["none"] - out["gap"]["dropout"])
+    assert out["train_error"]["batchnorm"] < 5.0  # points: BN fits the training set (nothing to blame on underfitting)
+
+
+def test_q14c_mnist1d_plain_network_fits_and_overfits():
+    out = quick_run(q14_batchnorm_benefits.regularization, 0, "mnist1d")
+    assert out["train_error"]["none"] < 5.0 and out["gap"]["none"] > 30.0  # points
