@@ -19,6 +19,7 @@ from deepbasics.lab.experiments import (
     q10_overfitting,
     q13_critical_batch,
     q14_batchnorm_benefits,
+    q14_batchnorm_limits,
 )
 
 
@@ -109,3 +110,35 @@ def test_q14c_gaps_are_test_minus_train_error_per_variant(task):
 def test_q14c_mnist1d_plain_network_fits_and_overfits():
     out = quick_run(q14_batchnorm_benefits.regularization, 0, "mnist1d")
     assert out["train_error"]["none"] < 5.0 and out["gap"]["none"] > 30.0  # points
+
+
+# --------------------------------------------------------------------------------------------- Q14.d
+@pytest.mark.parametrize("task", ["digits", "mnist1d"])
+def test_q14d_drops_are_large_minus_small_batch_accuracy(task):
+    exp = q14_batchnorm_limits.small_batches
+    params = exp.params(quick=True, task=task)
+    out = quick_run(exp, 0, task)
+    large, small = str(max(params["batch_sizes"])), str(min(params["batch_sizes"]))
+    for norm in params["norms"]:
+        acc = out["test_accuracy"][norm]
+        assert set(acc) == {str(b) for b in params["batch_sizes"]}
+        assert out["drop"][norm] == pytest.approx(100 * (acc[large] - acc[small]))
+        assert acc[large] > 0.15  # above chance (10%) even in quick mode: the networks learn
+    others = [out["drop"][n] for n in params["norms"] if n != "batch"]
+    assert out["bn_excess_drop"] == pytest.approx(out["drop"]["batch"] - max(others))
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "layer"])
+def test_q14d_signal_cnn_normalizes_every_convolution(norm):
+    model = q14_batchnorm_limits._signal_cnn(norm, seed=0, groups=5, channels=25)
+    convs = [m for m in model if isinstance(m, torch.nn.Conv1d)]
+    norms = [m for m in model if m.__class__.__name__ in ("BatchNorm1d", "GroupNorm")]
+    assert len(convs) == 3 and len(norms) == 3 and all(c.bias is None for c in convs)
+    assert model(torch.randn(4, 40)).shape == (4, 10)
+    same = q14_batchnorm_limits._signal_cnn(norm, seed=0, groups=5, channels=25)
+    for a, b in zip(model.parameters(), same.parameters(), strict=True):  # the seed fixes the initialization
+        torch.testing.assert_close(a, b)
+    if norm != "batch":  # batch-independent: an example's output does not depend on the rest of its batch
+        model.train()
+        x = torch.randn(6, 40)
+        torch.testing.assert_close(model(x)[:1], model(x[:1]))
