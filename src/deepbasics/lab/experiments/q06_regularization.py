@@ -124,7 +124,7 @@ def _plot(outputs, params, outdir):
             why="Krogh & Hertz (1991) and Goodfellow et al. (2016, sec. 7.1) expect a penalty to help a model with "
             "more weights than examples that overfits: an MLP with 12,800 weights fits 1,000 MNIST-1D signals and "
             "stays near 50% on the test set (the digits MLP: over 90%).",
-            detail="1,000 training signals",
+            detail="1,000 training signals; 300 in quick mode",
             # Fixed before the first MNIST-1D run of the rule: the same penalty strengths and learning rate as on
             # the digits; a 256-unit layer (12.8k weights, 13 per example) and half the digits' epochs, which
             # already fit the training set (the cost of 1,000 signals is ~7x that of 150 digits per epoch).

@@ -135,7 +135,7 @@ def _plot(outputs, params, outdir):
             why="Greydanus & Kobak (2020) report an MLP at 100% training and 68% test accuracy on MNIST-1D: heavy "
             "overfitting, the regime every remedy of the FAQ's list is meant for (Srivastava et al. 2014, "
             "Goodfellow et al. 2016, ch. 7).",
-            detail="1,000 training signals",
+            detail="1,000 training signals; 300 in quick mode",
             # Fixed before the first MNIST-1D run of the rule: 1-D augmentations (shift, noise), 500 validation
             # signals, 200 full-batch steps (the baseline then fits its 1,000 signals: 0% training error, ~56% test
             # error in a probe of one baseline), one repeat per remedy (a training costs ~10x one on 100 digits; the

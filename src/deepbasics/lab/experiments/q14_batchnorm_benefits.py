@@ -241,7 +241,7 @@ def _plot_gap(outputs, params, outdir):
             applies=True,
             why="Ioffe & Szegedy (2015, sec. 3.4) expect BN's batch noise to regularize where a network overfits: a "
             "plain MLP fits 1,000 MNIST-1D signals and stays near 45% test accuracy.",
-            detail="1,000 training signals",
+            detail="1,000 training signals; 200 in quick mode",
             # Fixed before the first MNIST-1D run of the rule: 30 epochs of batch 32 fit the plain MLP's training
             # set (0% training error in a probe of one run); one repeat (a training costs ~5x one on 200 digits).
             quick={"train_size": 200, "hidden": [128, 128], "epochs": 40},

@@ -112,7 +112,7 @@ def _plot_small_batch(outputs, params, outdir):
             why="Wu & He (2018, fig. 1) train a CNN with a norm after every convolution at a fixed number of epochs "
             "with the learning rate scaled to the batch: here MNIST-1D's reference CNN, a task where convolutions "
             "matter (94% against 68% for an MLP), with batches of 32 down to 2.",
-            detail="the paper's CNN, 25 channels",
+            detail="the paper's CNN with a norm per convolution",
             # 1,000 training signals, 6 epochs, batches 32, 8 and 2, BN against GroupNorm (5 groups of 5 of the 25
             # channels): cut for cost from a first design (2,000 signals, all five batch sizes, three norms) after a
             # probe of it (recorded as a Revision of the rule).
