@@ -170,7 +170,7 @@ def _plot(outputs, params, outdir):
         "reduction and its test-accuracy change plus one point; {overfitting_benefit.range} over {seeds} seeds)",
     },
     seeds=5,
-    timeout=300,
+    timeout=1200,  # wall seconds, two tasks x 5 seeds on a loaded 2-core machine (300 timed out)
     plot=_plot,
 )
 def penalties(params, seed):

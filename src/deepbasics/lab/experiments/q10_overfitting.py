@@ -222,7 +222,7 @@ def _plot(outputs, params, outdir):
         "{improvement_ensemble}",
     },
     seeds=3,
-    timeout=900,
+    timeout=2400,  # wall seconds for both tasks on a loaded machine (900 timed out)
     plot=_plot,
 )
 def remedies(params, seed):

@@ -232,7 +232,7 @@ def _plot_critical(outputs, params, outdir):
         "B_crit/B) to the step counts gives {b_crit}",
     },
     seeds=3,
-    timeout=1200,
+    timeout=2400,  # wall seconds for both tasks on a loaded machine (1200 timed out)
     plot=_plot_critical,
 )
 def critical_batch(params, seed):

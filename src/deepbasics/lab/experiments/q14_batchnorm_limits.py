@@ -169,7 +169,7 @@ def _plot_small_batch(outputs, params, outdir):
         "that of the batch-independent normalizations ({bn_excess_drop.range} over {seeds} seeds)",
     },
     seeds=3,
-    timeout=1800,
+    timeout=2400,  # wall seconds for both tasks on a loaded machine
     plot=_plot_small_batch,
 )
 def small_batches(params, seed):
