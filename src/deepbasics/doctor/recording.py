@@ -73,6 +73,7 @@ class Recorder:
         self._prior_steps = 0
         self._attached = False
         self._sampler: Any = None  # the root pre-hook, while armed
+        self.adversarial = False  # trained against another trained model (deepbasics.doctor.script)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
@@ -214,6 +215,7 @@ class Recorder:
             hygiene=hygiene,
             coverage=coverage,
             loss_calls=loss_calls,
+            adversarial=self.adversarial,
         )
 
     def state_dict(self) -> dict[str, Any]:

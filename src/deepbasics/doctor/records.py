@@ -156,6 +156,9 @@ class RunTrace:
         noise: ``{"b_simple", "stderr", ...}`` from :mod:`deepbasics.noise`.
         static: :class:`StaticFacts` (``diagnose``). hygiene: :class:`StepHygiene`. coverage:
             :class:`ParameterCoverage`. loss_calls: :class:`LossCall` per (loss, producer, module).
+        adversarial: the model is trained against another trained model -- a loss that trained it was computed by
+            the other model's forward, as a GAN generator's loss is by the discriminator. The losses of such a game
+            settle at an equilibrium instead of falling, so the loss-trend rules do not apply to them.
     """
 
     losses: list[tuple[int, float]] = field(default_factory=list)
@@ -173,6 +176,7 @@ class RunTrace:
     hygiene: StepHygiene | None = None
     coverage: ParameterCoverage | None = None
     loss_calls: list[LossCall] = field(default_factory=list)
+    adversarial: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists and dicts)."""
