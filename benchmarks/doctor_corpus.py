@@ -64,8 +64,9 @@ def load_manifest(split: str = "corpus") -> list[dict[str, Any]]:
     return entries
 
 
-def run_one(entry: dict[str, Any], seed: int, timeout: float) -> dict[str, Any]:
-    """``deepbasics doctor`` on one script and seed, in a fresh temporary directory; the raw outcome."""
+def run_one(entry: dict[str, Any], seed: int, timeout: float, keep: Path | None = None) -> dict[str, Any]:
+    """``deepbasics doctor`` on one script and seed, in a fresh temporary directory; the raw outcome. ``keep``: copy
+    the ``doctor.json`` there as ``NAME-sSEED.json`` (the recorded traces, for threshold calibration)."""
     script = CORPUS / entry["script"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COLUMNS": "120"}
     with tempfile.TemporaryDirectory(prefix="doctor-corpus-") as tmp:
@@ -90,6 +91,9 @@ def run_one(entry: dict[str, Any], seed: int, timeout: float) -> dict[str, Any]:
             rc, stderr = None, ""
         seconds = time.perf_counter() - started
         report = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None
+        if keep is not None and report is not None:
+            name = entry["script"].removesuffix(".py").replace("/", "-")
+            (keep / f"{name}-s{seed}.json").write_text(out.read_text(encoding="utf-8"), encoding="utf-8")
     return {"rc": rc, "stderr": stderr[-4000:], "report": report, "seconds": seconds}
 
 
@@ -226,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="script name (without .py); repeatable")
     parser.add_argument("--json", type=Path, default=None, help="write the rows and totals to this JSON file")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run before it counts as a crash")
+    parser.add_argument("--keep", type=Path, default=None, help="keep every run's doctor.json in this folder")
     parser.add_argument(
         "--split",
         choices=("corpus", "heldout"),
@@ -249,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(runs)} doctor runs ({len(chosen)} scripts), {args.jobs} at a time", flush=True)
     rows = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_one, e, s, args.timeout): (e, s) for e, s in runs}
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+        futures = {pool.submit(run_one, e, s, args.timeout, args.keep): (e, s) for e, s in runs}
         for future in as_completed(futures):
             entry, seed = futures[future]
             rows.append(classify(entry, seed, future.result()))

@@ -18,6 +18,9 @@ What a :class:`LossWatch` makes of a call:
   model's Softmax/LogSoftmax/Sigmoid modules, at most ``MAX_ACTIVATION_HOOKS``), and a few reductions of the input
   (at most ``INSPECT_ROWS`` rows) are queued: its range, how far its rows are from summing to 1 and from
   log-sum-exp 0 (:class:`~deepbasics.doctor.records.LossCall`). They are copied to the host at the next check.
+- **The training loss itself**: the first loss call made with gradients on whose input is the model's first training
+  output (up to reshapes) is kept as a batch and a loss function (:mod:`.lossbatch`), for the curvature checks of
+  ``deepbasics doctor SCRIPT``.
 - **Validation loss** (``overfitting`` in unmodified scripts). The rule: a loss computed while the model is not
   training (``model.eval()``, or gradients disabled by ``torch.no_grad()``) belongs to an *evaluation pass*; the pass
   ends at the next training loss, training forward or session step, and its validation loss is the mean of its
@@ -48,6 +51,7 @@ import torch
 from torch import nn
 
 from . import thresholds as T
+from .lossbatch import CapturedBatch, ExpectedOutput, capture
 from .records import LossCall
 
 __all__ = ["INSPECTED", "LOSSES", "LossWatch", "suspended"]
@@ -204,6 +208,8 @@ class LossWatch:
         self.val_losses: list[tuple[int, float]] = []
         self._outputs: dict[str, tuple[weakref.ref, Any]] = {}
         self._handles: list[Any] = []
+        self.expected: ExpectedOutput | None = None  # the model's first training forward (deepbasics.doctor.lossbatch)
+        self.batch: CapturedBatch | None = None  # the loss and batch reconstructed from it
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def attach(self) -> LossWatch:
@@ -276,6 +282,9 @@ class LossWatch:
         training = grad and self.model.training
         if training and self._pass:
             self.close_pass()
+        if grad and self.expected is not None and self.batch is None and name in _originals:
+            x, target = (args[0] if args else kwargs.get("input")), (args[1] if len(args) > 1 else kwargs.get("target"))
+            self.batch = capture(self.expected, _originals[name], name, x, target, kwargs)
         if training and count > INSPECT_FIRST and count % INSPECT_EVERY:
             return  # the common case: a training call, not inspected
         evaluating = not training and not self.explicit_val

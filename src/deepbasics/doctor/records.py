@@ -34,7 +34,8 @@ def _build(cls: type, data: Mapping[str, Any] | None) -> Any:
 
 @dataclass
 class StaticFacts:
-    """What ``diagnose`` learns before training (:mod:`deepbasics.doctor.trace`).
+    """What ``diagnose`` learns before training (:mod:`deepbasics.doctor.trace`), or a watched run from its first
+    steps (:mod:`deepbasics.doctor.graphscan`: the naive-softmax sites and the input statistics only).
 
     Attributes:
         output_op, output_module: the ATen op that produced the model output and the module that returned it.
@@ -159,6 +160,8 @@ class RunTrace:
         adversarial: the model is trained against another trained model -- a loss that trained it was computed by
             the other model's forward, as a GAN generator's loss is by the discriminator. The losses of such a game
             settle at an equilibrium instead of falling, so the loss-trend rules do not apply to them.
+        recurrent: ``{layer: {"ratio", "steps"}}``: how much of a recurrent layer's first input reaches its last
+            state, relative to its last input (:mod:`deepbasics.doctor.recurrent`), measured when the run ends.
     """
 
     losses: list[tuple[int, float]] = field(default_factory=list)
@@ -177,6 +180,7 @@ class RunTrace:
     coverage: ParameterCoverage | None = None
     loss_calls: list[LossCall] = field(default_factory=list)
     adversarial: bool = False
+    recurrent: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists and dicts)."""

@@ -248,7 +248,7 @@ class _Watcher:
             return
         self.losses += 1
         if len(self.models) > 1:  # which model this loss trains is known at the next optimizer step
-            self._pending.append((self.last_root, loss.detach()))
+            self._pending.append((self.last_root, loss))  # with its graph: the first ones are scanned (graphscan)
             if len(self._pending) >= MAX_PENDING:
                 self._flush()
         else:
@@ -387,6 +387,7 @@ def run_script(
     models = list(watcher.models.values())
     for m in models:
         try:
+            m.session.use_captured_batch()  # curvature on the script's own loss and first batch (lossbatch)
             m.findings = m.session.finalize()
         except Exception as error:  # the doctor's own failure must not hide the script's outcome
             m.findings = []
