@@ -23,8 +23,8 @@ PAIRING_TABLE = [
      "warning", "model output"),
     ("one probability batch is not enough", LossCall("cross_entropy", None, None, 1, probabilities=1), None, None),
     ("functional softmax before CE", LossCall("cross_entropy", "softmax", None, 3), "warning", "softmax (functional)"),
-    ("LogSoftmax before CrossEntropyLoss: redundant", LossCall("cross_entropy", "log_softmax", "3", 3), "info", "3"),
-    ("log-probability rows into CE", LossCall("cross_entropy", None, None, 4, log_probabilities=4), "info",
+    ("LogSoftmax before CrossEntropyLoss", LossCall("cross_entropy", "log_softmax", "3", 3), "warning", "3"),
+    ("log-probability rows into CE", LossCall("cross_entropy", None, None, 4, log_probabilities=4), "warning",
      "model output"),
     ("logits into CrossEntropyLoss", LossCall("cross_entropy", None, None, 10), None, None),
     ("probabilities into NLLLoss", LossCall("nll_loss", "softmax", "out", 3), "warning", "out"),
@@ -100,9 +100,9 @@ def test_functional_softmax_before_cross_entropy():
     assert pairing(session) == [("warning", ("softmax (functional)",))]
 
 
-def test_log_softmax_before_cross_entropy_is_only_info():
+def test_log_softmax_before_cross_entropy_is_a_warning():
     session = train(head(nn.LogSoftmax(dim=1)), nn.CrossEntropyLoss())
-    assert pairing(session) == [("info", ("3",))]
+    assert pairing(session) == [("warning", ("3",))]
 
 
 def test_sigmoid_before_bce_with_logits():

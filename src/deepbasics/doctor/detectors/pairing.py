@@ -17,7 +17,7 @@ Two sources of evidence, one code:
   loss                                    fires when                                              severity
   ======================================  =====================================================  ========
   ``cross_entropy`` (CrossEntropyLoss)    producer softmax, or ``p`` on the inspected calls       warning
-  ``cross_entropy``                       producer log_softmax, or log-probability rows           info
+  ``cross_entropy``                       producer log_softmax, or log-probability rows           warning
   ``nll_loss`` (NLLLoss)                  producer softmax, or ``p`` on the inspected calls       warning
   ``binary_cross_entropy_with_logits``    producer sigmoid, or every value in [0, 1] on many      warning
                                           calls (``PAIRING_UNIT_CALLS``)
@@ -25,8 +25,10 @@ Two sources of evidence, one code:
   ======================================  =====================================================  ========
 
   "On the inspected calls": at least ``PAIRING_MIN_CALLS`` calls, ``PAIRING_FRACTION`` of them. LogSoftmax before
-  CrossEntropyLoss is only ``info``: log-softmax is idempotent (``logsumexp`` of log-probabilities is 0), so the
-  loss and its gradient are those of the logits -- redundant work, not a wrong result. Sigmoid + MSE on
+  CrossEntropyLoss is a ``warning`` too (issue 14 names it), although log-softmax is idempotent (``logsumexp`` of
+  log-probabilities is 0) so this loss and its gradient equal those of the logits: the model's outputs are not the
+  logits that the loss, and every later use of the model (a temperature, a distillation, a second loss), takes
+  them for, and the softmax is computed twice. Sigmoid + MSE on
   continuous targets in [0, 1] (image reconstruction) is a regression and is not flagged.
 """
 
@@ -99,9 +101,10 @@ def _verdict(call: LossCall) -> tuple[Severity, str] | None:
                 "so its gradient is squashed and the loss cannot go below ~log(C) - 1."
             )
         if call.producer == "log_softmax" or _mostly(call.log_probabilities, call.calls):
-            return Severity.INFO, (
-                "CrossEntropyLoss receives log-probabilities (LogSoftmax) and applies log-softmax again; log-softmax "
-                "is idempotent, so loss and gradients are unchanged, but the extra softmax is wasted work."
+            return Severity.WARNING, (
+                "CrossEntropyLoss receives log-probabilities (LogSoftmax) and applies log-softmax again: this loss "
+                "happens to be unchanged (log-softmax is idempotent), but the model does not output the logits the "
+                "loss and any later use take it for. Drop the LogSoftmax, or use NLLLoss."
             )
     elif call.loss == "nll_loss" and (softmax or _mostly(call.probabilities, call.calls)):
         return Severity.WARNING, (
