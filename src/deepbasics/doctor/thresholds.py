@@ -115,6 +115,12 @@ ILL_CONDITIONED_SPREAD = 1e2
 #: healthy 0.2-45, unnormalized inputs 4e2-3e4; below it, a flat spectrum is a symmetry such as the redundant
 #: direction of a softmax, not a problem for gradient descent).
 ILL_CONDITIONED_LAMBDA_MAX = 10.0
+#: ... and, when the run's losses are known, the loss stalled: relative progress over the last half below this
+#: (new in the calibration of issue 14; measured, (first - last) / first window of the last half: held-out healthy
+#: LSTM 0.49 and ReLU regressor 0.84, which the ratio rules alone flagged (spreads 244 and 145-871); ill-conditioned
+#: runs: zoo ill_conditioned_features seeds 0/1 0.045/0.23, stalled linear regressions 0.0006 (API) and 0.002
+#: (corpus script). 0.35: between the two groups, nearer the broken side's top. The rule only removes findings.)
+ILL_CONDITIONED_STALL = 0.35
 #: saddle_point: lambda_min < -SADDLE_NEGATIVE_RTOL * lambda_max: negative curvature comparable to the positive
 #: (Dauphin et al. 2014, sec. 2; ours: healthy nets after training 0.02-0.06, a linear net at 0: 1.0).
 SADDLE_NEGATIVE_RTOL = 0.1
