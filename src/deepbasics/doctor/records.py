@@ -128,6 +128,8 @@ class LossCall:
         calls: calls inspected. probabilities: calls whose input rows (class dimension) were in [0, 1] and summed
             to 1. unit_interval: calls whose every input value was in [0, 1]. log_probabilities: calls whose input
             rows were <= 0 with log-sum-exp 0 (log-probabilities). binary_targets: calls whose targets were all 0 or 1.
+        index_targets: calls (of ``mse_loss``) with one prediction per example and non-negative integer targets
+            below 64; target_counts: how often each target value 0, 1, ... occurred in those calls.
     """
 
     loss: str
@@ -138,6 +140,8 @@ class LossCall:
     unit_interval: int = 0
     log_probabilities: int = 0
     binary_targets: int = 0
+    index_targets: int = 0
+    target_counts: list[int] = field(default_factory=list)
 
 
 @dataclass

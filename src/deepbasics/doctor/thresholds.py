@@ -182,6 +182,14 @@ PAIRING_FRACTION = 0.9
 #: Sigmoid before BCEWithLogitsLoss from values alone (every value in [0, 1]) needs this many inspected calls:
 #: small logits can all lie in [0, 1] by chance early in training, across many batches they do not (ours).
 PAIRING_UNIT_CALLS = 5
+#: loss_activation_mismatch, class indices regressed with MSELoss: the targets are the integers 0..K-1 with K at
+#: least this (0/1 targets are the sigmoid + MSE rule's) ...
+CLASS_INDEX_MIN_VALUES = 3
+#: ... every value present, the rarest at least this fraction of the mean count over the inspected calls (ours;
+#: measured: the corpus script broken_mse_class_indices (digits, 5 inspected calls of 32) 0.69; Poisson(2) counts
+#: in 160 draws ~0.05, since their top value is seen once or twice; no healthy corpus script regresses onto
+#: integers 0..K-1, so this rule adds no finding there).
+CLASS_INDEX_BALANCE = 0.2
 
 # ------------------------------------------------------------------------------------------------------- budgets
 #: diagnose computes curvature only for models up to this many parameters (ours: Lanczos needs ~50 HVPs, a few

@@ -22,6 +22,8 @@ Two sources of evidence, one code:
   ``binary_cross_entropy_with_logits``    producer sigmoid, or every value in [0, 1] on many      warning
                                           calls (``PAIRING_UNIT_CALLS``)
   ``mse_loss``                            producer softmax/sigmoid and 0/1 targets                warning
+  ``mse_loss``                            one output per example, targets the integers 0..K-1     warning
+                                          (K >= 3), all present, balanced: class indices
   ======================================  =====================================================  ========
 
   "On the inspected calls": at least ``PAIRING_MIN_CALLS`` calls, ``PAIRING_FRACTION`` of them. LogSoftmax before
@@ -123,7 +125,25 @@ def _verdict(call: LossCall) -> tuple[Severity, str] | None:
             f"Mean squared error on a {call.producer} output with 0/1 targets: its gradient carries the "
             f"{call.producer}'s slope and vanishes on confident mistakes."
         )
+    elif call.loss == "mse_loss" and _class_indices(call):
+        classes = len(call.target_counts)
+        return Severity.WARNING, (
+            f"MSELoss regresses one output onto integer targets 0..{classes - 1}, every value present and about "
+            f"equally often: class indices. As numbers they claim that class 1 lies between classes 0 and 2; a "
+            f"classifier needs {classes} logits and CrossEntropyLoss."
+        )
     return None
+
+
+def _class_indices(call: LossCall) -> bool:
+    """Targets that look like class labels: non-negative integers 0..K-1 (K >= ``CLASS_INDEX_MIN_VALUES``), each
+    value present, the rarest at least ``CLASS_INDEX_BALANCE`` times the mean count, on the inspected calls."""
+    counts = list(call.target_counts)
+    while counts and counts[-1] == 0:
+        counts.pop()
+    if not _mostly(call.index_targets, call.calls) or len(counts) < T.CLASS_INDEX_MIN_VALUES:
+        return False
+    return min(counts) >= T.CLASS_INDEX_BALANCE * sum(counts) / len(counts)
 
 
 def loss_activation_runtime(calls: Iterable[LossCall]) -> list[Finding]:
