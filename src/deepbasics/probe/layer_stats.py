@@ -46,13 +46,18 @@ __all__ = ["LayerStats"]
 DEFAULT_EVERY = 20
 
 
+_compiling: Callable[[], bool] = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     """A hook that fails removes every LayerStats hook (with a ``RuntimeWarning`` and :attr:`LayerStats.failed` set)
-    instead of raising into the user's training: an instrument must never stop the run it watches."""
+    instead of raising into the user's training: an instrument must never stop the run it watches. Inside a
+    ``torch.compile`` trace a hook does nothing (dynamo would bake the host-side bookkeeping into the graph and
+    fail at run time): a compiled module's layers are simply not recorded."""
 
     @functools.wraps(method)
     def hook(self: LayerStats, *args: Any) -> Any:
-        if self.failed is not None:
+        if self.failed is not None or _compiling():
             return None
         try:
             return method(self, *args)
