@@ -113,6 +113,11 @@ class GraphScan:
         self._names: dict[int, tuple[Any, str]] = {}  # id(grad_fn) -> (grad_fn, module name): ids stay valid
         self._handles: list[Any] = []
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> GraphScan:
+        """Shared, not copied: a deep copy of the watched model (``diagnose`` locating a non-finite step) reaches
+        the scan through the recorder's bound-method hooks, and autograd nodes cannot be copied."""
+        return self
+
     def on_training_forward(self) -> None:
         """A training forward before the last scan: note which module returns which autograd node (hooks until the
         last scan)."""
