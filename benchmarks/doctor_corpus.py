@@ -19,7 +19,9 @@ Per run, against the manifest (``benchmarks/doctor_corpus/manifest.json``: ``cau
 Prints one row per run, the totals (targets of issue 14: cause named >= 95%, 0 false findings on healthy runs,
 0 crashes), and the evidence of every false finding: the calibration targets.
 
-Run: ``python benchmarks/doctor_corpus.py [--jobs 2] [--only NAME ...] [--json OUT] [--timeout 600]``.
+Run: ``python benchmarks/doctor_corpus.py [--jobs 2] [--only NAME ...] [--json OUT] [--timeout 600] [--split heldout]``.
+``--split heldout`` scores the held-out scripts (``heldout/``, their own manifest), written before the calibration
+and meant to be scored once, at its end: a measure of how the thresholds generalize.
 Exits 0 whatever the doctor does; non-zero only when the benchmark itself cannot run (bad arguments, no manifest).
 """
 
@@ -47,17 +49,24 @@ DEEPBASICS_FRAME = re.compile(r'File "[^"]*[/\\]deepbasics[/\\]')
 SEVERITY_MARK = {"error": "E", "warning": "W", "info": "i"}
 
 
-def load_manifest() -> list[dict[str, Any]]:
-    path = CORPUS / "manifest.json"
+def load_manifest(split: str = "corpus") -> list[dict[str, Any]]:
+    """The manifest's entries; ``split="heldout"``: the held-out scripts (``heldout/``), whose ``script`` fields
+    become ``heldout/NAME.py``."""
+    folder = CORPUS if split == "corpus" else CORPUS / split
+    path = folder / "manifest.json"
     if not path.is_file():
         raise SystemExit(
             f"manifest: expected {path}, not found. Run from a checkout that has benchmarks/doctor_corpus."
         )
-    return json.loads(path.read_text(encoding="utf-8"))["scripts"]
+    entries = json.loads(path.read_text(encoding="utf-8"))["scripts"]
+    if split != "corpus":
+        entries = [{**e, "script": f"{split}/{e['script']}"} for e in entries]
+    return entries
 
 
-def run_one(entry: dict[str, Any], seed: int, timeout: float) -> dict[str, Any]:
-    """``deepbasics doctor`` on one script and seed, in a fresh temporary directory; the raw outcome."""
+def run_one(entry: dict[str, Any], seed: int, timeout: float, keep: Path | None = None) -> dict[str, Any]:
+    """``deepbasics doctor`` on one script and seed, in a fresh temporary directory; the raw outcome. ``keep``: copy
+    the ``doctor.json`` there as ``NAME-sSEED.json`` (the recorded traces, for threshold calibration)."""
     script = CORPUS / entry["script"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COLUMNS": "120"}
     with tempfile.TemporaryDirectory(prefix="doctor-corpus-") as tmp:
@@ -82,6 +91,9 @@ def run_one(entry: dict[str, Any], seed: int, timeout: float) -> dict[str, Any]:
             rc, stderr = None, ""
         seconds = time.perf_counter() - started
         report = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None
+        if keep is not None and report is not None:
+            name = entry["script"].removesuffix(".py").replace("/", "-")
+            (keep / f"{name}-s{seed}.json").write_text(out.read_text(encoding="utf-8"), encoding="utf-8")
     return {"rc": rc, "stderr": stderr[-4000:], "report": report, "seconds": seconds}
 
 
@@ -218,13 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="script name (without .py); repeatable")
     parser.add_argument("--json", type=Path, default=None, help="write the rows and totals to this JSON file")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run before it counts as a crash")
+    parser.add_argument("--keep", type=Path, default=None, help="keep every run's doctor.json in this folder")
+    parser.add_argument(
+        "--split",
+        choices=("corpus", "heldout"),
+        default="corpus",
+        help="corpus (the calibration scripts, default) or heldout (scored once, at the end of a calibration)",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs: expected a positive integer, got {args.jobs}")
     if importlib.util.find_spec("deepbasics") is None:
         parser.error(f"deepbasics is not importable by {sys.executable}: run this with the project's environment")
-    entries = load_manifest()
+    entries = load_manifest(args.split)
     names = {e["script"].removesuffix(".py") for e in entries}
+    if args.split != "corpus":  # held-out names may be given with or without their folder
+        args.only = [n if n.startswith(f"{args.split}/") else f"{args.split}/{n}" for n in args.only]
     unknown = sorted(set(args.only) - names)
     if unknown:
         parser.error(f"--only: unknown script(s) {unknown}; known: {', '.join(sorted(names))}")
@@ -233,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(runs)} doctor runs ({len(chosen)} scripts), {args.jobs} at a time", flush=True)
     rows = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_one, e, s, args.timeout): (e, s) for e, s in runs}
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+        futures = {pool.submit(run_one, e, s, args.timeout, args.keep): (e, s) for e, s in runs}
         for future in as_completed(futures):
             entry, seed = futures[future]
             rows.append(classify(entry, seed, future.result()))

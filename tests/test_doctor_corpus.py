@@ -47,7 +47,11 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 CORPUS = Path(__file__).resolve().parent.parent / "benchmarks" / "doctor_corpus"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text(encoding="utf-8"))
+#: The held-out split (``heldout/``): written before the calibration, scored once at its end; its scripts are named
+#: ``heldout/<name>`` here.
+HELDOUT_MANIFEST = json.loads((CORPUS / "heldout" / "manifest.json").read_text(encoding="utf-8"))
 ENTRIES = {e["script"].removesuffix(".py"): e for e in MANIFEST["scripts"]}
+ENTRIES.update({"heldout/" + e["script"].removesuffix(".py"): e for e in HELDOUT_MANIFEST["scripts"]})
 LOSS_FUNCTIONS = ("cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "binary_cross_entropy")
 FLOAT32_EXP_OVERFLOW = 88.72  # log(float32 max): exp(z) is inf above it
 FLOAT32_SIGMOID_ONE = 16.7  # float32 sigmoid(z) rounds to exactly 1.0 above ~16.6
@@ -782,19 +786,177 @@ def _(seed):
     assert tail(losses, 0.2) > 0.9 * head(losses, 0.2)  # no progress, although the teacher is linear (optimum 0)
 
 
+# ------------------------------------------------------------------------------------------------ held out
+#: Held-out healthy scripts checked by "learns" alone (same meaning as LEARNS; measured at seeds 0-2, quick budget).
+HELDOUT_LEARNS: dict[str, tuple[float, str | None, float]] = {
+    "heldout/healthy_conv1d_waveforms": (0.6, "val acc", 0.5),
+    "heldout/healthy_packed_gru": (0.95, "val acc", 0.6),
+    "heldout/healthy_seq2seq_transformer": (0.9, "token acc", 0.15),
+    "heldout/healthy_autoencoder_digits": (0.6, None, 0.0),
+    "heldout/healthy_bn_cnn_digits": (0.3, None, 0.0),
+    "heldout/healthy_trainer_amp_cancer": (0.5, "val acc", 0.9),
+    "heldout/healthy_embeddingbag_topics": (0.6, "acc", 0.8),
+    "heldout/healthy_earlystop_diabetes": (0.9, None, 0.0),  # SmoothL1 on a noisy target: 0.28 -> 0.23
+    "heldout/healthy_ema_iris": (0.5, "acc", 0.8),
+}
+for _name, _spec in HELDOUT_LEARNS.items():
+    check(_name)(_learns_check(_name, *_spec))
+
+
+@check("heldout/healthy_compiled_wine")
+def _(seed):
+    obs = observe("heldout/healthy_compiled_wine", seed)
+    assert "compiled with aot_eager" in obs.stdout or "torch.compile unavailable" in obs.stdout
+    assert_learns(obs, 0.3)
+    assert printed(obs, "acc")[-1] > 0.85
+
+
+@check("heldout/broken_zero_grad_wrong_module")
+def _(seed):
+    obs = observe("heldout/broken_zero_grad_wrong_module", seed)
+    student = obs.steps[-1]["optimizer"]
+    first = next(i for i, s in enumerate(obs.steps) if s["optimizer"] == student)
+    stale = [b["stale"].get(student, 0.0) > 0 for b in obs.backward[first + 1 :]]
+    assert sum(stale) / len(stale) == 1.0  # every student backward adds onto gradients its optimizer already used
+    grad = [sum(s["grads"]) for s in obs.steps if s["optimizer"] == student]
+    assert tail(grad) > 10 * head(grad)
+
+
+@check("heldout/broken_gru_eval_after_logging")
+def _(seed):
+    obs = observe("heldout/broken_gru_eval_after_logging", seed)
+    modes = [s["owners_training"] == [True] for s in obs.steps]
+    assert all(modes[:25]) and not any(modes[25:])  # the first validation (after step 24) leaves eval mode on
+    assert all(s["eval_layers"] == 1 for s in obs.steps[25:])  # the Dropout module (and the GRU's own dropout)
+
+
+@check("heldout/broken_functional_softmax_ce")
+def _(seed):
+    obs = observe("heldout/broken_functional_softmax_ce", seed)
+    calls = [c for c in obs.losses if c["fn"] == "cross_entropy" and c["train"]]
+    assert all(c["row_sum_dev"] < 1e-5 and c["min"] >= 0 for c in calls)  # probabilities, fed as logits
+    assert min(obs.train_losses()) > math.log(1 + 3 / math.e) - 1e-6  # the least CE of probabilities, 4 classes
+
+
+@check("heldout/broken_exploding_relu_rnn")
+def _(seed):
+    obs = observe("heldout/broken_exploding_relu_rnn", seed)
+    # targets ~N(0, 1): a sane first MSE is O(1); the hidden state grows ~1.6x per step over 60 steps instead
+    assert obs.backward_losses()[0] > 1e6
+    assert obs.steps[0]["grads"][1] > 1e6  # ||dL/dW_hh|| at the first step (measured ~5e13)
+    assert first_nonfinite(obs.backward_losses()) is not None and first_nonfinite(obs.backward_losses()) < 5
+
+
+@check("heldout/broken_optimizer_on_ema")
+def _(seed):
+    obs = observe("heldout/broken_optimizer_on_ema", seed)
+    trained = {id(p) for p in obs.roots[0].parameters()}
+    assert trained.isdisjoint(obs.steps[0]["params"])  # the optimizer holds the EMA copy's tensors
+    assert not any(any(s["has_grad"]) for s in obs.steps)  # which never receive a gradient
+    assert max(obs.moved(i) for i in trained) == 0.0  # and the trained model never moves
+
+
+@check("heldout/broken_overfit_wine_noise")
+def _(seed):
+    obs = observe("heldout/broken_overfit_wine_noise", seed)
+    val, train = obs.val_losses(), obs.train_losses()
+    best = val.index(min(val))
+    assert best < len(val) // 4 and val[-1] > 1.1 * min(val)  # the validation loss climbs from an early minimum
+    assert tail(train) < 0.01 * min(val)  # while the training loss goes to ~0
+
+
+@check("heldout/broken_transformer_adam_tiny_lr")
+def _(seed):
+    obs = observe("heldout/broken_transformer_adam_tiny_lr", seed)
+    losses = obs.train_losses()
+    assert tail(losses) > 0.97 * head(losses)
+    assert max(obs.moved(i) for i in obs.steps[0]["params"]) < 1e-3  # ~1e-6 per step, 150 steps
+
+
+@check("heldout/broken_unnormalized_wine")
+def _(seed):
+    obs = observe("heldout/broken_unnormalized_wine", seed)
+    std = obs.inputs[0].std(0)
+    assert std.max() > 100 and std.max() / std.min() > 1e3  # proline vs hue / nonflavanoid phenols
+
+
+@check("heldout/broken_bn_cnn_batch4")
+def _(seed):
+    obs = observe("heldout/broken_bn_cnn_batch4", seed)
+    assert {p["batch"] for p in obs.probes["BatchNorm2d"] if p["train"]} == {4}
+
+
+@check("heldout/broken_dead_relu_cnn")
+def _(seed):
+    obs = observe("heldout/broken_dead_relu_cnn", seed)
+    dead = [p["dead"] for p in obs.probes["ReLU"] if p["train"]]
+    assert min(dead) == 1.0  # every unit of both ReLU layers is zero for every image of every batch
+    model = obs.roots[0]
+    assert max(obs.moved(id(p)) for p in [*model.conv1.parameters(), *model.conv2.parameters()]) == 0.0
+
+
+@check("heldout/broken_naive_softmax_attention")
+def _(seed):
+    scores: list[torch.Tensor] = []  # the attention scores of every training forward
+
+    def pool_scores(module, args, out):  # called under no_grad by the recorder; every forward here trains
+        if module.training:
+            scores.append((module.key(args[0]) @ module.query / module.temperature).detach())
+        return None
+
+    obs = observe("heldout/broken_naive_softmax_attention", seed, probes={"SharpAttentionPool": pool_scores})
+    end = first_nonfinite(obs.backward_losses())
+    assert end is not None and end < 60  # within the first epoch (measured: step 28 at seed 0)
+    # the last finite step: the weights turned nan in its backward, where d(e / S)/dS = -e / S^2 and S^2 = sum(exp)^2
+    # overflows once a score exceeds 88.7 / 2 (measured: max score 46 at step 27, seed 0)
+    s = scores[end - 1].clone().requires_grad_(True)
+    weights = torch.exp(s) / torch.exp(s).sum(1, keepdim=True)  # the module's formula
+    (grad,) = torch.autograd.grad(weights[:, 0].sum(), s)
+    assert torch.isfinite(weights).all() and not torch.isfinite(grad).all()
+    (stable,) = torch.autograd.grad(torch.softmax(s, dim=1)[:, 0].sum(), s)
+    assert torch.isfinite(stable).all()  # the stable form of the same scores
+
+
+@check("heldout/broken_vanishing_sigmoid_cancer")
+def _(seed):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Full backward hook is firing")
+        obs = observe("heldout/broken_vanishing_sigmoid_cancer", seed, grad_flow=True)
+    flow = _linear_grad_flow(obs, 0)
+    assert flow[0] < 1e-3 * flow[-1]  # ~1/4 per sigmoid layer over 10 layers
+    assert tail(obs.train_losses()) > 0.9 * math.log(2)  # and the classifier stays near chance
+
+
+@check("heldout/broken_ill_conditioned_polyfit")
+def _(seed):
+    obs = observe("heldout/broken_ill_conditioned_polyfit", seed)
+    call = obs.losses[-1]
+    x, y = obs.inputs[0].double(), call["target"].double()
+    curvature = torch.linalg.eigvalsh(x.T @ x / len(x))
+    assert curvature.max() / curvature.min() > 1e6  # condition number of the mean-squared-error Hessian
+    design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    optimum = float(((design @ torch.linalg.lstsq(design, y).solution - y) ** 2).mean())
+    losses = obs.train_losses()
+    assert losses[-1] > 100 * optimum and losses[-1] > 0.95 * losses[len(losses) // 2]  # stalled, far above
+
+
 # ------------------------------------------------------------------------------------------------ the tests
 def test_manifest_lists_every_script_once():
-    on_disk = sorted(p.name for p in CORPUS.glob("*.py"))
-    listed = [e["script"] for e in MANIFEST["scripts"]]
-    assert sorted(listed) == on_disk and len(set(listed)) == len(listed)
+    for folder, manifest in ((CORPUS, MANIFEST), (CORPUS / "heldout", HELDOUT_MANIFEST)):
+        on_disk = sorted(p.name for p in folder.glob("*.py"))
+        listed = [e["script"] for e in manifest["scripts"]]
+        assert sorted(listed) == on_disk and len(set(listed)) == len(listed)
     assert sorted(CHECKS) == sorted(ENTRIES)
     kinds = [e["kind"] for e in MANIFEST["scripts"]]
     assert kinds.count("healthy") >= 18 and kinds.count("broken") >= 27
+    heldout = [e["kind"] for e in HELDOUT_MANIFEST["scripts"]]
+    assert heldout.count("healthy") >= 8 and heldout.count("broken") >= 8
+    assert all(e["split"] == "heldout" for e in HELDOUT_MANIFEST["scripts"])
 
 
 def test_manifest_codes_are_in_the_vocabulary():
     vocabulary = set(re.findall(r"`([a-z_]+)`", _codes_paragraph()))
-    for entry in MANIFEST["scripts"]:
+    for entry in MANIFEST["scripts"] + HELDOUT_MANIFEST["scripts"]:
         assert entry["kind"] in ("healthy", "broken")
         assert set(entry["cause"]) | set(entry["symptoms"]) <= vocabulary, entry["script"]
         assert bool(entry["cause"]) == (entry["kind"] == "broken"), entry["script"]
@@ -813,8 +975,8 @@ def _codes_paragraph() -> str:
 
 def test_scripts_are_plain_pytorch():
     """No deepbasics import and nothing downloaded: torch, numpy, scikit-learn's bundled data, the standard library."""
-    allowed = {"argparse", "math", "random", "sys", "numpy", "torch", "sklearn"}
-    for path in CORPUS.glob("*.py"):
+    allowed = {"argparse", "math", "random", "sys", "copy", "numpy", "torch", "sklearn"}
+    for path in [*CORPUS.glob("*.py"), *(CORPUS / "heldout").glob("*.py")]:
         imported = re.findall(r"^\s*(?:from|import)\s+([a-zA-Z_][\w]*)", path.read_text(encoding="utf-8"), re.M)
         assert set(imported) <= allowed, (path.name, set(imported) - allowed)
         assert "fetch_" not in path.read_text(encoding="utf-8"), path.name  # sklearn's downloaders

@@ -23,8 +23,8 @@ PAIRING_TABLE = [
      "warning", "model output"),
     ("one probability batch is not enough", LossCall("cross_entropy", None, None, 1, probabilities=1), None, None),
     ("functional softmax before CE", LossCall("cross_entropy", "softmax", None, 3), "warning", "softmax (functional)"),
-    ("LogSoftmax before CrossEntropyLoss: redundant", LossCall("cross_entropy", "log_softmax", "3", 3), "info", "3"),
-    ("log-probability rows into CE", LossCall("cross_entropy", None, None, 4, log_probabilities=4), "info",
+    ("LogSoftmax before CrossEntropyLoss", LossCall("cross_entropy", "log_softmax", "3", 3), "warning", "3"),
+    ("log-probability rows into CE", LossCall("cross_entropy", None, None, 4, log_probabilities=4), "warning",
      "model output"),
     ("logits into CrossEntropyLoss", LossCall("cross_entropy", None, None, 10), None, None),
     ("probabilities into NLLLoss", LossCall("nll_loss", "softmax", "out", 3), "warning", "out"),
@@ -39,6 +39,14 @@ PAIRING_TABLE = [
     ("sigmoid + MSE on 0/1 targets", LossCall("mse_loss", "sigmoid", "s", 3, binary_targets=3), "warning", "s"),
     ("sigmoid + MSE on continuous targets (reconstruction)", LossCall("mse_loss", "sigmoid", "s", 3), None, None),
     ("MSE on a linear output", LossCall("mse_loss", None, None, 3, binary_targets=3), None, None),
+    ("MSE on balanced class indices 0..9", LossCall("mse_loss", None, None, 5, index_targets=5,
+     target_counts=[16, 17, 15, 14, 18, 16, 16, 15, 17, 16]), "warning", "model output"),
+    ("MSE on Poisson-like counts (a rare top value)", LossCall("mse_loss", None, None, 5, index_targets=5,
+     target_counts=[22, 43, 43, 29, 14, 6, 2, 1]), None, None),
+    ("MSE on 0/1/2 with a value missing", LossCall("mse_loss", None, None, 5, index_targets=5,
+     target_counts=[30, 0, 30]), None, None),
+    ("MSE on integer targets on one call only", LossCall("mse_loss", None, None, 5, index_targets=1,
+     target_counts=[3, 3, 3, 3]), None, None),
 ]
 # fmt: on
 
@@ -100,9 +108,9 @@ def test_functional_softmax_before_cross_entropy():
     assert pairing(session) == [("warning", ("softmax (functional)",))]
 
 
-def test_log_softmax_before_cross_entropy_is_only_info():
+def test_log_softmax_before_cross_entropy_is_a_warning():
     session = train(head(nn.LogSoftmax(dim=1)), nn.CrossEntropyLoss())
-    assert pairing(session) == [("info", ("3",))]
+    assert pairing(session) == [("warning", ("3",))]
 
 
 def test_sigmoid_before_bce_with_logits():
@@ -240,3 +248,14 @@ def test_the_tap_is_shared_and_restored_and_suspended_hides_calls():
     with pytest.raises(ValueError, match="batch_size"), watch(head()):  # the user's errors surface, unchanged
         F.cross_entropy(torch.randn(4, 3), torch.zeros(5, dtype=torch.long))
     assert F.cross_entropy is original
+
+
+def test_class_indices_regressed_with_mse_are_named_and_real_valued_targets_are_not():
+    classes = train(head(out=1), lambda o, t: F.mse_loss(o.squeeze(1), t), target=lambda y: y.float())
+    assert pairing(classes) == [("warning", ("model output",))]
+    (call,) = classes.trace().loss_calls
+    assert call.index_targets == call.calls > 0 and len(call.target_counts) >= 3
+    real = train(head(out=1), lambda o, t: F.mse_loss(o.squeeze(1), t), target=lambda y: y.float() + 0.5)
+    assert pairing(real) == []
+    several = train(head(out=3), nn.MSELoss(), target=lambda y: F.one_hot(y, 3).float() * 2)  # not one output
+    assert pairing(several) == []

@@ -115,7 +115,6 @@ TABLE: tuple[CodeSpec, ...] = (
         "e = torch.exp(x - x.amax(dim, keepdim=True)); p = e / e.sum(dim, keepdim=True) "
         "(deepbasics.numerics.softmax).",
         candidates=("stable_softmax",),
-        seen_by={"diagnose"},
     ),
     CodeSpec(
         "loss_activation_mismatch", "Q5", _S.WARNING, False,
@@ -175,7 +174,6 @@ TABLE: tuple[CodeSpec, ...] = (
         "Standardize each feature with training-set statistics: mean, std = x_train.mean(0), x_train.std(0); "
         "x = (x - mean) / (std + 1e-8) (deepbasics.data.Standardizer does this).",
         candidates=("standardize_inputs",),
-        seen_by={"diagnose"},
     ),
     CodeSpec(
         "batchnorm_small_batch", "Q14", _S.WARNING, False,

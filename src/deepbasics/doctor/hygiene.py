@@ -27,7 +27,8 @@ The gradient is followed in *windows* only, each from the end of one step to the
 **Mode**: at each step of that optimizer, ``model.training`` is read; a model with Dropout or normalization layers
 (whose behaviour differs between modes) that steps in eval mode has an *eval step*.
 
-**Coverage**: at the first step, every ``COVERAGE_EVERY``-th step (any optimizer; at the end of the step when it
+**Coverage**: at the first step, at the first step of every optimizer (one built mid-run for a new head may be
+gone by the end of the script), every ``COVERAGE_EVERY``-th step (any optimizer; at the end of the step when it
 evaluates a closure, as LBFGS and Lightning's automatic optimization do) and every check, the model's trainable
 tensors that hold a gradient are noted, with the tensors each stepping optimizer holds; at
 :meth:`Hygiene.records`, a tensor with a gradient that no stepping optimizer holds and whose version counter and a
@@ -188,6 +189,8 @@ class Hygiene:
         self._acc_amax: torch.Tensor | None = None
 
     def _open_window(self) -> None:
+        if self._sentinel is not None and not self._sentinel.requires_grad:
+            self._follow_trainable()  # frozen after attach (fine-tuning): follow a tensor that still trains
         if self._sentinel_handle is None and self._sentinel is not None and self._handles:
             self._sentinel_handle = self._sentinel.register_post_accumulate_grad_hook(self._on_accumulate)
 
@@ -195,6 +198,21 @@ class Hygiene:
         if self._sentinel_handle is not None:
             self._sentinel_handle.remove()
             self._sentinel_handle = None
+
+    def _follow_trainable(self) -> None:
+        """The sentinel stopped requiring gradients: the smallest tensor that still does becomes the sentinel
+        (None when the whole model is frozen: there is nothing left to judge)."""
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad and not _lazy(p)]
+        self._close_window()
+        self._fast = None
+        for state in self._optimizers.values():
+            state.groups = -1  # re-read which optimizer holds the new sentinel
+        if not trainable:
+            self._sentinel = None
+            return
+        name, param = min(reversed(trainable), key=lambda item: item[1].numel())
+        self._sentinel, self._hygiene.sentinel = param, name
+        self._open_state(stepped=False)
 
     def _repick(self) -> None:
         """The sentinel received no gradient by this step: choose the smallest tensor that holds one."""
@@ -284,9 +302,10 @@ class Hygiene:
     @_guarded
     def _step_pre(self, optimizer: torch.optim.Optimizer, closure: bool) -> None:
         state = self._state(optimizer)
+        first = state.steps == 0  # an optimizer seen for the first time (built mid-run, e.g. for a new head)
         state.steps += 1
         self._global_steps += 1
-        if self._global_steps <= PROBE_FIRST or self._global_steps % COVERAGE_EVERY == 0:
+        if first or self._global_steps <= PROBE_FIRST or self._global_steps % COVERAGE_EVERY == 0:
             if closure:
                 state.probe_after = True  # the closure computes the gradients inside the step: look at its end
             else:

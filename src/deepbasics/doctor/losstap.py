@@ -18,6 +18,9 @@ What a :class:`LossWatch` makes of a call:
   model's Softmax/LogSoftmax/Sigmoid modules, at most ``MAX_ACTIVATION_HOOKS``), and a few reductions of the input
   (at most ``INSPECT_ROWS`` rows) are queued: its range, how far its rows are from summing to 1 and from
   log-sum-exp 0 (:class:`~deepbasics.doctor.records.LossCall`). They are copied to the host at the next check.
+- **The training loss itself**: the first loss call made with gradients on whose input is the model's first training
+  output (up to reshapes) is kept as a batch and a loss function (:mod:`.lossbatch`), for the curvature checks of
+  ``deepbasics doctor SCRIPT``.
 - **Validation loss** (``overfitting`` in unmodified scripts). The rule: a loss computed while the model is not
   training (``model.eval()``, or gradients disabled by ``torch.no_grad()``) belongs to an *evaluation pass*; the pass
   ends at the next training loss, training forward or session step, and its validation loss is the mean of its
@@ -48,6 +51,7 @@ import torch
 from torch import nn
 
 from . import thresholds as T
+from .lossbatch import CapturedBatch, ExpectedOutput, capture
 from .records import LossCall
 
 __all__ = ["INSPECTED", "LOSSES", "LossWatch", "suspended"]
@@ -74,6 +78,8 @@ INSPECT_EVERY = 200
 INSPECT_ROWS = 256
 INSPECT_VALUES = 65536
 MAX_ACTIVATION_HOOKS = 8
+#: Integer regression targets in [0, INDEX_TARGET_BINS) are counted per value (class indices fed to MSELoss).
+INDEX_TARGET_BINS = 64
 
 _PRODUCERS = {"SoftmaxBackward0": "softmax", "LogSoftmaxBackward0": "log_softmax", "SigmoidBackward0": "sigmoid"}
 _VIEWS = frozenset(
@@ -204,6 +210,8 @@ class LossWatch:
         self.val_losses: list[tuple[int, float]] = []
         self._outputs: dict[str, tuple[weakref.ref, Any]] = {}
         self._handles: list[Any] = []
+        self.expected: ExpectedOutput | None = None  # the model's first training forward (deepbasics.doctor.lossbatch)
+        self.batch: CapturedBatch | None = None  # the loss and batch reconstructed from it
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def attach(self) -> LossWatch:
@@ -276,6 +284,9 @@ class LossWatch:
         training = grad and self.model.training
         if training and self._pass:
             self.close_pass()
+        if grad and self.expected is not None and self.batch is None and name in _originals:
+            x, target = (args[0] if args else kwargs.get("input")), (args[1] if len(args) > 1 else kwargs.get("target"))
+            self.batch = capture(self.expected, _originals[name], name, x, target, kwargs)
         if training and count > INSPECT_FIRST and count % INSPECT_EVERY:
             return  # the common case: a training call, not inspected
         evaluating = not training and not self.explicit_val
@@ -344,6 +355,8 @@ class LossWatch:
                 binary = ((t == 0) | (t == 1)).all().float()
             if flat.numel():
                 self._queued.append((key, "values", torch.stack([flat.amin(), flat.amax(), binary]), 0.0))
+            if name == "mse_loss" and isinstance(target, torch.Tensor) and target.numel():
+                self._queued.append((key, "targets", _index_target_stats(x, target), 0.0))
 
     def records(self) -> tuple[list[tuple[int, float]], list[LossCall]]:
         """The validation losses and loss-call records so far (one host copy of everything queued)."""
@@ -352,9 +365,20 @@ class LossWatch:
             self.val_losses += [(s, v[0]) for (s, _), v in zip(self._passes, values, strict=True)]
             self._passes = []
         if self._queued:
-            stats = _to_host([torch.nn.functional.pad(s.double(), (0, 4 - s.numel())) for _, _, s, _ in self._queued])
-            for (key, kind, _, tol), (lo, hi, a, b) in zip(self._queued, stats, strict=True):
+            width = max(4, *(s.numel() for _, _, s, _ in self._queued))
+            stats = _to_host([nn.functional.pad(s.double(), (0, width - s.numel())) for _, _, s, _ in self._queued])
+            for (key, kind, _, tol), row in zip(self._queued, stats, strict=True):
                 record = self._records.setdefault(key, LossCall(*key))
+                lo, hi, a, b = row[:4]
+                if kind == "targets":  # not a call of its own: the targets of the "values" entry before it
+                    if lo == 1.0:
+                        record.index_targets += 1
+                        counts = [int(c) for c in row[4 : 4 + INDEX_TARGET_BINS]]
+                        merged = [x + y for x, y in itertools.zip_longest(record.target_counts, counts, fillvalue=0)]
+                        while merged and merged[-1] == 0:
+                            merged.pop()  # the values seen, 0..max
+                        record.target_counts = merged
+                    continue
                 record.calls += 1
                 if kind == "rows":
                     record.probabilities += lo >= -1e-6 and hi <= 1 + 1e-6 and a <= tol
@@ -364,6 +388,19 @@ class LossWatch:
                     record.binary_targets += a == 1.0
             self._queued = []
         return list(self.val_losses), [LossCall(**vars(r)) for r in self._records.values()]
+
+
+def _index_target_stats(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``[is_index, 0, 0, 0, count_0, ..., count_{B-1}]``: ``is_index`` is 1 when the prediction has one value per
+    example and every target is an integer in ``[0, INDEX_TARGET_BINS)``, and the counts of each target value,
+    computed on the device (no host synchronisation; copied with the other statistics)."""
+    one_output = x.dim() <= 1 or (x.dim() == 2 and x.shape[1] == 1)
+    t = target.detach().reshape(-1)[:INSPECT_VALUES].float()
+    integer = (t == t.round()).all() & (t.amin() >= 0) & (t.amax() < INDEX_TARGET_BINS)
+    index = t.clamp(0, INDEX_TARGET_BINS - 1).long()
+    counts = torch.zeros(INDEX_TARGET_BINS, device=t.device).scatter_add_(0, index, torch.ones_like(t))
+    flag = integer.float() if one_output else torch.zeros((), device=t.device)
+    return torch.cat([torch.stack([flag, flag.new_zeros(()), flag.new_zeros(()), flag.new_zeros(())]), counts])
 
 
 def _to_host(tensors: list[torch.Tensor]) -> list[list[float]]:

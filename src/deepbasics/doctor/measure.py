@@ -46,8 +46,10 @@ def _num_params(model: nn.Module) -> int:
 def measure_curvature(
     model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: Any
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """``{"lambda_max", "lambda_min", "condition_number", "positive_definite", "loss", "grad_norm", "num_hvps",
-    "converged", "examples"}`` on up to ``CURVATURE_EXAMPLES`` examples, or a note saying why it was skipped."""
+    """``{"lambda_max", "lambda_min", "condition_number", "positive_definite", "loss", "grad_norm",
+    "gradient_curvature", "num_hvps", "converged", "examples"}`` on up to ``CURVATURE_EXAMPLES`` examples, or a note
+    saying why it was skipped. ``gradient_curvature`` is the Rayleigh quotient g^T H g / ||g||^2 of the gradient g
+    (None for a zero gradient): the curvature in the direction a gradient step takes."""
     from ..curvature import ConvergenceWarning, curvature_report, hessian_operator  # lazy: heavy, rarely needed
 
     size = _num_params(model)
@@ -66,6 +68,9 @@ def measure_curvature(
             report = curvature_report(model, loss_fn, x, y, k=1, max_iter=MAX_LANCZOS_ITER, generator=_generator(model))
         with hessian_operator(model, loss_fn, x, y) as operator:
             loss, gradient = operator.loss_and_gradient()
+            g2 = float(gradient @ gradient)
+            # the curvature along the gradient, g^T H g / ||g||^2: what a gradient step feels (one more product)
+            along = float(gradient @ operator.matvec(gradient)) / g2 if g2 > 0 else None
     except Exception as error:  # a failed measurement becomes a note, never fatal to the diagnosis
         return None, f"curvature skipped: {type(error).__name__}: {error}"
     grad_norm = float(gradient.norm())
@@ -78,6 +83,7 @@ def measure_curvature(
         "positive_definite": report.positive_definite,
         "loss": loss,
         "grad_norm": grad_norm,
+        "gradient_curvature": along if along is not None and math.isfinite(along) else None,
         "num_hvps": report.num_hvps,
         "converged": report.converged,
         "examples": int(x.shape[0]),

@@ -12,6 +12,9 @@
   which also recognises the optimizer that steps this model when none was given;
 - the loss calls (:class:`~deepbasics.doctor.losstap.LossWatch`, when ``intercept_losses``): output activations
   and the script's evaluation passes;
+- the first steps' view of the setup (:mod:`.graphscan`): a naive softmax in the first losses' autograd graphs, and
+  the per-feature moments of the inputs of the first sampled training forwards (what ``diagnose``'s static checks
+  see before training);
 - the loss of each ``step`` kept *as a tensor* (no host synchronisation) until :meth:`Recorder.flush`, which copies
   the pending losses with one ``tolist`` per device; validation losses given explicitly, or seen in the script's
   evaluation passes.
@@ -30,12 +33,18 @@ from torch import nn
 
 from .._checks import fail
 from ..probe import LayerStats
+from .graphscan import SCAN_LOSSES, GraphScan, InputMoments
 from .hygiene import Hygiene
+from .lossbatch import expect
 from .losstap import LossWatch
-from .records import RunTrace
+from .records import RunTrace, StaticFacts
+from .recurrent import RecurrentProbe
 from .trace import batchnorm_layers, layer_kinds
 
-__all__ = ["Recorder"]
+__all__ = ["CAPTURE_FORWARDS", "Recorder"]
+
+#: Training forwards whose output is offered to the loss reconstruction (:mod:`.lossbatch`) at most.
+CAPTURE_FORWARDS = 4
 
 
 class Recorder:
@@ -68,11 +77,17 @@ class Recorder:
         self.stats: LayerStats | None = None
         self.hygiene = Hygiene(model, probe_every=layer_every)
         self.losswatch = LossWatch(model, lambda: self.num_steps - 1) if intercept_losses else None
+        self.graphscan = GraphScan(model)
+        self.inputs = InputMoments()
+        self.recurrent = RecurrentProbe(model)
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._prior_layers: dict[str, dict[str, list[Any]]] = {}
         self._prior_steps = 0
         self._attached = False
         self._sampler: Any = None  # the root pre-hook, while armed
+        self._first_output: Any = None  # a root forward hook for the first training forwards (lossbatch)
+        self._captures = 0
+        self.adversarial = False  # trained against another trained model (deepbasics.doctor.script)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
@@ -90,6 +105,7 @@ class Recorder:
         self.hygiene.attach()
         if self.losswatch is not None:
             self.losswatch.attach()
+            self._first_output = self.model.register_forward_hook(self._on_first_output)
 
     def detach(self) -> None:
         """Remove every hook; the records stay (idempotent)."""
@@ -97,9 +113,14 @@ class Recorder:
         if self._sampler is not None:
             self._sampler.remove()
             self._sampler = None
+        if self._first_output is not None:
+            self._first_output.remove()
+            self._first_output = None
         if self.stats is not None:
             self.stats.remove()
         self.hygiene.detach()
+        self.graphscan.remove()
+        self.recurrent.disarm()
         if self.losswatch is not None:
             self.losswatch.detach()
 
@@ -119,6 +140,21 @@ class Recorder:
             self._sampler.remove()  # safe inside the hook: Module.__call__ iterates over a copy of its hooks
             self._sampler = None
 
+    def _on_first_output(self, module: nn.Module, args: Any, output: Any) -> None:
+        """A forward with gradients on, until a loss call matched one (at most ``CAPTURE_FORWARDS``): note its input
+        and output for the loss reconstruction (:mod:`.lossbatch`). Not only the first: a script that fetched its
+        loss function before the doctor attached (``F.mse_loss(model(x), y)`` evaluates ``F.mse_loss`` first) makes
+        its first loss call unseen."""
+        if not torch.is_grad_enabled() or self.losswatch is None:
+            return
+        self._captures += 1
+        if self.losswatch.batch is None:
+            self.losswatch.expected = expect(args[0] if args else None, output)
+        if (self.losswatch.batch is not None or self._captures >= CAPTURE_FORWARDS) and self._first_output is not None:
+            self.losswatch.expected = None
+            self._first_output.remove()  # safe inside the hook: Module.__call__ iterates over a copy of its hooks
+            self._first_output = None
+
     def on_forward(self, module: nn.Module, args: Any) -> bool:
         """A root forward begins: the batch size of a training forward (returns whether it was one)."""
         if not (module.training and torch.is_grad_enabled()):
@@ -126,6 +162,10 @@ class Recorder:
         x = args[0] if args else None
         if isinstance(x, torch.Tensor) and x.dim() > 0:
             self.batch_sizes[int(x.shape[0])] += 1
+            self.inputs.add(x)
+        self.graphscan.on_training_forward()
+        if self.recurrent.modules:
+            self.recurrent.arm()
         return True
 
     def record_loss(self, loss: torch.Tensor | float | None) -> int:
@@ -136,6 +176,8 @@ class Recorder:
             self.losswatch.on_backward()
         if self.num_steps % self.layer_every == 0:
             self._arm_sampler()
+        if isinstance(loss, torch.Tensor) and self.graphscan.scanned < SCAN_LOSSES:
+            self.graphscan.on_loss(loss)
         if loss is not None and step % self.every == 0:
             if isinstance(loss, torch.Tensor):
                 if loss.numel() != 1:
@@ -203,6 +245,10 @@ class Recorder:
             if not self.losswatch.explicit_val:
                 val += tapped
         hygiene, coverage = self.hygiene.records()
+        means, stds = self.inputs.statistics()
+        static = None
+        if self.graphscan.sites or means:  # what the first steps showed of the setup (module docstring)
+            static = StaticFacts(naive_softmax_sites=list(self.graphscan.sites), input_means=means, input_stds=stds)
         return RunTrace(
             losses=list(self.losses),
             val_losses=sorted(val),
@@ -214,6 +260,9 @@ class Recorder:
             hygiene=hygiene,
             coverage=coverage,
             loss_calls=loss_calls,
+            adversarial=self.adversarial,
+            static=static,
+            recurrent=dict(self.recurrent.result),
         )
 
     def state_dict(self) -> dict[str, Any]:

@@ -34,7 +34,8 @@ def _build(cls: type, data: Mapping[str, Any] | None) -> Any:
 
 @dataclass
 class StaticFacts:
-    """What ``diagnose`` learns before training (:mod:`deepbasics.doctor.trace`).
+    """What ``diagnose`` learns before training (:mod:`deepbasics.doctor.trace`), or a watched run from its first
+    steps (:mod:`deepbasics.doctor.graphscan`: the naive-softmax sites and the input statistics only).
 
     Attributes:
         output_op, output_module: the ATen op that produced the model output and the module that returned it.
@@ -127,6 +128,8 @@ class LossCall:
         calls: calls inspected. probabilities: calls whose input rows (class dimension) were in [0, 1] and summed
             to 1. unit_interval: calls whose every input value was in [0, 1]. log_probabilities: calls whose input
             rows were <= 0 with log-sum-exp 0 (log-probabilities). binary_targets: calls whose targets were all 0 or 1.
+        index_targets: calls (of ``mse_loss``) with one prediction per example and non-negative integer targets
+            below 64; target_counts: how often each target value 0, 1, ... occurred in those calls.
     """
 
     loss: str
@@ -137,6 +140,8 @@ class LossCall:
     unit_interval: int = 0
     log_probabilities: int = 0
     binary_targets: int = 0
+    index_targets: int = 0
+    target_counts: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -156,6 +161,11 @@ class RunTrace:
         noise: ``{"b_simple", "stderr", ...}`` from :mod:`deepbasics.noise`.
         static: :class:`StaticFacts` (``diagnose``). hygiene: :class:`StepHygiene`. coverage:
             :class:`ParameterCoverage`. loss_calls: :class:`LossCall` per (loss, producer, module).
+        adversarial: the model is trained against another trained model -- a loss that trained it was computed by
+            the other model's forward, as a GAN generator's loss is by the discriminator. The losses of such a game
+            settle at an equilibrium instead of falling, so the loss-trend rules do not apply to them.
+        recurrent: ``{layer: {"ratio", "steps"}}``: how much of a recurrent layer's first input reaches its last
+            state, relative to its last input (:mod:`deepbasics.doctor.recurrent`), measured when the run ends.
     """
 
     losses: list[tuple[int, float]] = field(default_factory=list)
@@ -173,6 +183,8 @@ class RunTrace:
     hygiene: StepHygiene | None = None
     coverage: ParameterCoverage | None = None
     loss_calls: list[LossCall] = field(default_factory=list)
+    adversarial: bool = False
+    recurrent: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists and dicts)."""

@@ -10,9 +10,15 @@ first on ``sys.path``, as ``python SCRIPT.py`` would) while global hooks watch i
   its gradients and steps (:mod:`.hygiene`) and the loss calls of the script (:mod:`.losstap`: output activations,
   and the evaluation passes whose losses become the validation curve);
 - ``torch.Tensor.backward`` and ``torch.autograd.backward`` are wrapped to see the loss: each scalar loss goes to
-  the session of the last root module that ran a forward with gradients enabled (``session.step(loss)``). A
-  non-finite loss stops the script (:class:`NonFiniteLoss`) unless ``keep_going``: the findings made so far are
-  the diagnosis.
+  the session of the model it trains (``session.step(loss)``). With one watched model that is the model. With
+  several (a GAN's generator and discriminator, a teacher and a student), the last root module that ran is not
+  necessarily the one trained: a GAN's generator loss is computed by the discriminator. The loss is then held
+  until the next optimizer step, and goes to the watched model that holds most of that optimizer's parameters
+  (the model whose weights this backward pass is meant to change); losses that no optimizer step claims (manual
+  updates, or the end of the script) go to the last root module. A loss computed by one trained model that trains
+  another marks both as *adversarial* (:attr:`~deepbasics.doctor.records.RunTrace.adversarial`): their losses are a
+  game's, which settle instead of falling. A non-finite loss stops the script
+  (:class:`NonFiniteLoss`) unless ``keep_going``: the findings made so far are the diagnosis.
 
 Under ``torchrun`` every rank runs the script under its own watcher; the sessions gather their findings to
 rank 0 (:mod:`deepbasics.doctor.gathering`), and so does each rank's outcome (:attr:`ScriptResult.ranks`);
@@ -47,6 +53,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from .._checks import fail
 from .._files import atomic_write
@@ -64,6 +71,11 @@ EXIT_CODES: dict[str, int] = {
     "nonfinite": 3,  # the doctor stopped the script at a non-finite loss
     "error_findings": 4,  # the script finished, but a finding has severity error
 }
+
+
+#: Losses held for attribution (several watched models) with no optimizer step to claim them are handed to their
+#: last root module once this many wait: a script without optimizer objects (manual updates) is not held up.
+MAX_PENDING = 64
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -208,6 +220,8 @@ class _Watcher:
         self._handles: list[Any] = []
         self._local = threading.local()  # re-entrancy: Tensor.backward calls torch.autograd.backward
         self._saved: dict[str, Any] = {}
+        self._pending: list[tuple[WatchedModel, torch.Tensor]] = []  # losses waiting for the optimizer step
+        self._owners: dict[int, tuple[int, WatchedModel | None]] = {}  # id(optimizer) -> (groups, model)
 
     # ---------------------------------------------------------------------------------------------- hooks
     def _pre(self, module: nn.Module, args: Any) -> None:
@@ -240,16 +254,48 @@ class _Watcher:
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or self.last_root is None:
             return
         self.losses += 1
-        self.last_root.session.step(loss)
+        if len(self.models) > 1:  # which model this loss trains is known at the next optimizer step
+            self._pending.append((self.last_root, loss))  # with its graph: the first ones are scanned (graphscan)
+            if len(self._pending) >= MAX_PENDING:
+                self._flush()
+        else:
+            self.last_root.session.step(loss)
         value = float(loss.detach())  # the one host sync per step: a non-finite loss must stop the run
         if not math.isfinite(value):
             if self.nonfinite is None:
                 self.nonfinite = value
             if not self.keep_going and self._stop_now():
+                self._flush()
                 raise NonFiniteLoss(
                     f"the loss was {value} at step {self.last_root.session.num_steps - 1}; deepbasics doctor stopped "
                     "the script (use --keep-going to continue)"
                 )
+
+    def _on_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Global optimizer step pre-hook: the losses held since the last step train this optimizer's model."""
+        if self._pending:
+            self._flush(self._owner(optimizer))
+
+    def _owner(self, optimizer: torch.optim.Optimizer) -> WatchedModel | None:
+        """The watched model holding most of ``optimizer``'s parameters (cached per optimizer and group count)."""
+        groups = len(optimizer.param_groups)
+        cached = self._owners.get(id(optimizer))
+        if cached is not None and cached[0] == groups:
+            return cached[1]
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        counts = [(sum(id(p) in held for p in m.session.model.parameters()), m) for m in self.models.values()]
+        best = max(counts, key=lambda c: c[0], default=(0, None))
+        owner = best[1] if best[0] > 0 else None
+        self._owners[id(optimizer)] = (groups, owner)
+        return owner
+
+    def _flush(self, owner: WatchedModel | None = None) -> None:
+        """Hand the held losses to ``owner``, or each to its last root module when no optimizer claims them."""
+        pending, self._pending = self._pending, []
+        for candidate, loss in pending:
+            if owner is not None and candidate is not owner:  # computed by one trained model, training another
+                owner.session.recorder.adversarial = candidate.session.recorder.adversarial = True
+            (owner or candidate).session.step(loss)
 
     def _stop_now(self) -> bool:
         """Stop at this non-finite loss? Alone: yes. Distributed: only once the parameters are non-finite too
@@ -278,7 +324,11 @@ class _Watcher:
 
     # ---------------------------------------------------------------------------------------------- life
     def install(self) -> None:
-        self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post)]
+        self._handles = [
+            register_module_forward_pre_hook(self._pre),
+            register_module_forward_hook(self._post),
+            register_optimizer_step_pre_hook(self._on_step),
+        ]
         self._saved = {"tensor": torch.Tensor.backward, "autograd": torch.autograd.backward}
         torch.Tensor.backward = self._wrap(self._saved["tensor"], True)  # type: ignore[method-assign]
         torch.autograd.backward = self._wrap(self._saved["autograd"], False)
@@ -287,6 +337,7 @@ class _Watcher:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._flush()
         if self._saved:
             torch.Tensor.backward = self._saved["tensor"]  # type: ignore[method-assign]
             torch.autograd.backward = self._saved["autograd"]
@@ -343,6 +394,7 @@ def run_script(
     models = list(watcher.models.values())
     for m in models:
         try:
+            m.session.use_captured_batch()  # curvature on the script's own loss and first batch (lossbatch)
             m.findings = m.session.finalize()
         except Exception as error:  # the doctor's own failure must not hide the script's outcome
             m.findings = []

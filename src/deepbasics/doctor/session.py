@@ -37,11 +37,13 @@ from torch import nn
 from .._checks import check_int, check_module, fail
 from ..probe import LayerStats
 from ..probe.layer_stats import DEFAULT_EVERY
+from . import thresholds as T
 from .detectors import run_detectors
 from .distributed import unwrap_model
 from .extras import Extras
 from .findings import Finding
 from .gathering import RankGather
+from .losstap import suspended
 from .recording import Recorder
 from .records import RunTrace
 from .report import render_findings
@@ -242,6 +244,20 @@ class DoctorSession:
         validation losses replace the ones seen in the script's evaluation passes."""
         self.recorder.record_val(val_loss, self.recorder.num_steps - 1 if step is None else int(step))
 
+    def use_captured_batch(self) -> bool:
+        """Measure the curvature at :meth:`finalize` on the batch and loss reconstructed from the script's first
+        training step (:mod:`deepbasics.doctor.lossbatch`), unless the session has its own ``loss_fn``. What
+        ``deepbasics doctor SCRIPT`` does for every model small enough (``CURVATURE_MAX_PARAMS``); returns whether
+        it will."""
+        watch_losses = self.recorder.losswatch
+        batch = watch_losses.batch if watch_losses is not None else None
+        if batch is None or self.extras.loss_fn is not None:
+            return False
+        if sum(p.numel() for p in self.model.parameters() if p.requires_grad) > T.CURVATURE_MAX_PARAMS:
+            return False
+        self.extras.curvature, self.extras.loss_fn, self.extras.batch = True, batch.loss_fn, (batch.x, batch.y)
+        return True
+
     def _run_extras(self) -> None:
         self.schedule.expensive_ran(self.recorder.num_steps)
         self.extras.run(self.batch_size)
@@ -275,6 +291,8 @@ class DoctorSession:
         """
         if self.extras.enabled and self.schedule.final_expensive_due(self.recorder.num_steps):
             self._run_extras()
+        with suspended():  # the recurrent layers' through-time gradients, once (deepbasics.doctor.recurrent)
+            self.recorder.recurrent.measure()
         findings = self.check()
         if self._export is not None:
             self._export.flush()

@@ -35,6 +35,7 @@ from ..probe.hooks import ACTIVATION_TYPES, output_bounds
 __all__ = [
     "ForwardTrace",
     "batchnorm_layers",
+    "feature_rows",
     "input_statistics",
     "layer_kinds",
     "linear_chains",
@@ -286,18 +287,26 @@ def weight_layers(model: nn.Module, trace: ForwardTrace | None = None) -> list[d
     return out
 
 
+def feature_rows(inputs: torch.Tensor) -> torch.Tensor:
+    """A batch of inputs as float64 rows of features (a detached view where possible): ``(N, F)`` as is, ``(N,)`` ->
+    ``(N, 1)``, sequences ``(N, T, F)`` -> ``(N T, F)``, images ``(N, C, ...)`` -> ``(N ..., C)`` (one feature per
+    channel)."""
+    x = inputs.detach().double()
+    if x.dim() == 1:
+        return x[:, None]  # (N,) -> (N, 1)
+    if x.dim() == 3:
+        return x.reshape(-1, x.shape[-1])  # (N, T, F) -> (N T, F)
+    if x.dim() > 3:
+        return x.transpose(0, 1).reshape(x.shape[1], -1).T  # (N, C, ...) -> (N ..., C)
+    return x
+
+
 def input_statistics(inputs: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-feature mean and (population) std of a batch of inputs: ``(N, F)`` per column; ``(N, T, F)`` (sequences)
     per last-dim feature; ``(N, C, ...)`` (images) per channel. Integer inputs (token ids) return empty lists."""
     if not inputs.is_floating_point() or inputs.dim() < 1 or inputs.shape[0] == 0:
         return [], []
-    x = inputs.detach().double()
-    if x.dim() == 1:
-        x = x[:, None]  # (N,) -> (N, 1)
-    if x.dim() == 3:
-        x = x.reshape(-1, x.shape[-1])  # (N, T, F) -> (N T, F)
-    elif x.dim() > 3:
-        x = x.transpose(0, 1).reshape(x.shape[1], -1).T  # (N, C, ...) -> (N ..., C)
+    x = feature_rows(inputs)
     finite = torch.isfinite(x).all(dim=1)
     x = x[finite]
     if x.shape[0] == 0:

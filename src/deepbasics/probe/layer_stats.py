@@ -26,7 +26,9 @@ trainable parameters (for ``||Δw||``) until it ends. Statistics stay on the mod
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -42,6 +44,31 @@ __all__ = ["LayerStats"]
 #: ``benchmarks/probe_overhead.py`` (~45 small kernels, launch-bound on CPU), so one step in 20 keeps the overhead
 #: near the 5% target there while still giving 10 points over a 200-step run. Use ``every=1`` to see every step.
 DEFAULT_EVERY = 20
+
+
+_compiling: Callable[[], bool] = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A hook that fails removes every LayerStats hook (with a ``RuntimeWarning`` and :attr:`LayerStats.failed` set)
+    instead of raising into the user's training: an instrument must never stop the run it watches. Inside a
+    ``torch.compile`` trace a hook does nothing (dynamo would bake the host-side bookkeeping into the graph and
+    fail at run time): a compiled module's layers are simply not recorded."""
+
+    @functools.wraps(method)
+    def hook(self: LayerStats, *args: Any) -> Any:
+        if self.failed is not None or _compiling():
+            return None
+        try:
+            return method(self, *args)
+        except Exception as error:
+            self.failed = f"{type(error).__name__}: {error}"
+            warnings.warn(f"LayerStats stopped recording after an internal error ({self.failed}).", RuntimeWarning,
+                          stacklevel=2)  # fmt: skip
+            self.remove()
+            return None
+
+    return hook
 
 
 def _remove_all(handles: list[Any]) -> None:
@@ -104,6 +131,7 @@ class LayerStats:
         self.detect_functional = bool(detect_functional)
         self.foreach = bool(foreach)
         self.unsupported: list[str] = []
+        self.failed: str | None = None  # set when a hook failed and the probe stopped (see _guarded)
         self.steps: list[int] = []  # recorded steps, ascending
         self._watched: list[Watched] = watched_modules(model)
         self._params: list[tuple[str, str, nn.Parameter]] = [
@@ -142,6 +170,7 @@ class LayerStats:
             self._root_handles.append(self.model.register_forward_pre_hook(self._on_root_forward))
             self._root_handles.append(self.model.register_forward_hook(self._on_root_forward_end, always_call=True))
 
+    @_guarded
     def _on_root_forward(self, module: nn.Module, args: Any) -> None:
         """Root forward pre-hook: starts a step (no optimizer) and arms the module hooks on recorded steps."""
         if not (module.training and torch.is_grad_enabled()):
@@ -158,6 +187,7 @@ class LayerStats:
             self._open(self._step)  # weights and gradients are read by the optimizer pre-hook
             self._arm_forward()
 
+    @_guarded
     def _on_root_forward_end(self, module: nn.Module, args: Any, output: Any) -> None:
         """Root forward hook (also after an exception): disarm the module hooks, log the forward's numbers."""
         if self._detector is not None:
@@ -172,6 +202,7 @@ class LayerStats:
             _remove_all(self._root_handles)  # the first training forward of the step has been recorded
         _remove_all(self._fwd_handles)
 
+    @_guarded
     def _on_module_forward(self, watched: Watched, module: nn.Module, args: Any, output: Any) -> None:
         y = first_tensor(output)
         if y is None or not y.is_floating_point() or y.numel() == 0:
@@ -189,12 +220,14 @@ class LayerStats:
         self._log.push([(key, m) for m in metrics], raw, affine)
         self._order.setdefault(key)
 
+    @_guarded
     def _on_grad(self, index: int, param: torch.Tensor) -> None:
         """No-optimizer mode, parameter hook: the latest gradient norm (accumulation overwrites it)."""
         if param.grad is not None:
             with torch.no_grad():
                 self._grads[index] = norm_list([param.grad], foreach=False)[0]
 
+    @_guarded
     def _on_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         """Optimizer pre-hook: gradient and weight norms in one fused call, and the weight snapshot."""
         if self._step % self.every == 0:
@@ -208,6 +241,7 @@ class LayerStats:
                 self._log.push(keys + [(q, "weight_norm") for _, q, _ in self._params], norms)
                 self._snapshot = self._clone(weights)
 
+    @_guarded
     def _on_optimizer_step_end(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self._armed == self._step:
             self._finish_step()
@@ -258,7 +292,8 @@ class LayerStats:
 
     def _arm_grads(self) -> None:
         for i, (_, _, p) in enumerate(self._params):
-            self._grad_handles.append(p.register_post_accumulate_grad_hook(lambda p, i=i: self._on_grad(i, p)))
+            if p.requires_grad:  # a parameter frozen after LayerStats attached takes no gradient hook
+                self._grad_handles.append(p.register_post_accumulate_grad_hook(lambda p, i=i: self._on_grad(i, p)))
 
     def _finish_step(self) -> None:
         """Measure ``||Δw||`` against the snapshot, log the step, remove the parameter hooks."""
@@ -294,7 +329,10 @@ class LayerStats:
             self._detector.stop()
             self._detector = None
         if self._armed is not None:
-            self._finish_step()
+            try:
+                self._finish_step()
+            except Exception:  # removing never raises: the open step is simply dropped
+                self._armed = None
         for handles in (self._handles, self._root_handles, self._fwd_handles, self._grad_handles):
             _remove_all(handles)
 

@@ -21,7 +21,7 @@ from . import activations, batch, curvature, gradients, loss, pairing, practice,
 from .activations import dead_relu, saturated_activation
 from .batch import batch_size_advice, batchnorm_small_batch
 from .curvature import ill_conditioned, saddle_point
-from .gradients import exploding_gradient, gradient_profile, vanishing_gradient
+from .gradients import exploding_gradient, gradient_profile, vanishing_gradient, vanishing_through_time
 from .loss import diverging_loss, nonfinite, oscillating_loss, overfitting, slow_convergence
 from .pairing import loss_activation_mismatch, loss_activation_runtime
 from .practice import eval_mode_training, missing_zero_grad, parameters_not_updated
@@ -61,4 +61,5 @@ __all__ = [
     "static_codes",
     "unnormalized_inputs",
     "vanishing_gradient",
+    "vanishing_through_time",
 ]

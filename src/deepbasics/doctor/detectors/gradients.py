@@ -11,6 +11,11 @@ input-most and output-most weight layers:
 - ``vanishing_gradient`` (warning): ``g_first / g_last < VANISHING_RATIO`` -- the FAQ's Q3.3.a: the gradient
   shrinks exponentially from the output towards the input (AUTOTRAINER, Zhang et al. ICSE 2021, uses the same
   first/last ratio; Glorot & Bengio 2010 fig. 7 plot it per layer);
+- ``vanishing_gradient`` through time (warning): a recurrent layer whose first input reaches its last state
+  ``VANISHING_RATIO`` times less than its last input does (:mod:`deepbasics.doctor.recurrent`) *and* a loss that
+  stalled (the ``slow_convergence`` rule: less than ``SLOW_PROGRESS`` relative decrease). Gated layers that learned
+  to forget what the task does not need also show a small ratio; only together with a stalled loss is it the reason
+  the model does not learn;
 - ``exploding_gradient`` (warning; error with inf/nan gradients elsewhere): ``g_first / g_last > EXPLODING_RATIO``,
   or a layer whose median update ||dW|| / ||W|| exceeds ``EXPLODING_UPDATE_RATIO`` (each step moves the layer by
   more than its own size), or the total gradient norm grows by ``GRADIENT_GROWTH`` between the first and last
@@ -26,10 +31,10 @@ from .. import thresholds as T
 from ..explain import make_finding
 from ..findings import Finding, Severity
 from ..records import RunTrace
-from ._stats import median, present
+from ._stats import finite_prefix, median, pairs_series, present, window_length
 from .registry import detector
 
-__all__ = ["exploding_gradient", "gradient_profile", "vanishing_gradient"]
+__all__ = ["exploding_gradient", "gradient_profile", "vanishing_gradient", "vanishing_through_time"]
 
 Records = Mapping[str, Mapping[str, Sequence[float | None]]]
 
@@ -85,6 +90,35 @@ def vanishing_gradient(records: Records, order: Sequence[str], kinds: Mapping[st
     return [make_finding("vanishing_gradient", Severity.WARNING, small or (first,), evidence, detail=detail)]
 
 
+def vanishing_through_time(recurrent: Mapping[str, Mapping[str, float]], losses: Sequence[float]) -> list[Finding]:
+    """``vanishing_gradient`` at the recurrent layers whose through-time ratio is below ``VANISHING_RATIO``, when the
+    loss stalled (module docstring). ``recurrent``: ``RunTrace.recurrent``; ``losses``: the training losses."""
+    values = finite_prefix(list(losses))
+    if len(values) < T.SLOW_MIN_POINTS:
+        return []
+    w = window_length(len(values))
+    start, end = median(values[:w]), median(values[-w:])
+    progress = (start - end) / start if start > 0 else 0.0
+    if progress >= T.SLOW_PROGRESS or end <= T.LOSS_FLOOR:
+        return []
+    small = {name: r for name, r in recurrent.items() if r.get("ratio") is not None and r["ratio"] < T.VANISHING_RATIO}
+    if not small:
+        return []
+    name = min(small, key=lambda n: small[n]["ratio"])
+    ratio, steps = small[name]["ratio"], small[name]["steps"]
+    evidence = {
+        "through_time_ratio_by_layer": {n: r["ratio"] for n, r in small.items()},
+        "sequence_steps": steps,
+        "loss_relative_decrease": progress,
+    }
+    detail = (
+        f"Over {steps} steps, the gradient of {name}'s last state reaches its first input {ratio:.2g} times as "
+        f"strongly as its last input, and the loss fell by only {100 * progress:.1f}%: what happened early in a "
+        "sequence cannot be learned."
+    )
+    return [make_finding("vanishing_gradient", Severity.WARNING, tuple(small), evidence, detail=detail)]
+
+
 def exploding_gradient(records: Records, order: Sequence[str], kinds: Mapping[str, str]) -> list[Finding]:
     """``exploding_gradient`` by the first/last ratio, by update size or by growth over time (module docstring)."""
     profile = gradient_profile(records, order, kinds)
@@ -138,6 +172,11 @@ def _total_grad_norms(records: Records, order: Sequence[str], kinds: Mapping[str
 @detector("gradients", codes=("vanishing_gradient",), needs=("layers",))
 def _vanishing_gradient(trace: RunTrace) -> list[Finding]:
     return vanishing_gradient(trace.layers, trace.order, trace.kinds)
+
+
+@detector("gradients", codes=("vanishing_gradient",), needs=("recurrent", "losses"))
+def _vanishing_through_time(trace: RunTrace) -> list[Finding]:
+    return vanishing_through_time(trace.recurrent, pairs_series(trace.losses).values)
 
 
 @detector("gradients", codes=("exploding_gradient",), needs=("layers",))

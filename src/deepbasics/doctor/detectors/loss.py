@@ -107,8 +107,9 @@ def nonfinite(
     return out
 
 
-def diverging_loss(losses: LossTrace) -> list[Finding]:
-    """``diverging_loss`` (error) when the loss explodes or keeps rising; see the module docstring."""
+def diverging_loss(losses: LossTrace, *, rising: bool = True) -> list[Finding]:
+    """``diverging_loss`` (error) when the loss explodes or keeps rising; see the module docstring. ``rising=False``
+    checks the explosion only (the loss of a model trained against another may rise back legitimately)."""
     series = as_series(losses)
     values = series.values
     prefix = finite_prefix(values)
@@ -127,7 +128,7 @@ def diverging_loss(losses: LossTrace) -> list[Finding]:
             " and then became non-finite." if went_nonfinite else "."
         )
         return [make_finding("diverging_loss", Severity.ERROR, ("loss",), evidence, detail=detail, step=step)]
-    if len(prefix) < T.MIN_LOSS_POINTS:
+    if len(prefix) < T.MIN_LOSS_POINTS or not rising:
         return []
     w = window_length(len(prefix))
     body = prefix[warmup_length(len(prefix)) :]
@@ -292,16 +293,21 @@ def _nonfinite(trace: RunTrace) -> list[Finding]:
 
 @detector("loss", codes=("diverging_loss",), needs=("losses",))
 def _diverging_loss(trace: RunTrace) -> list[Finding]:
-    return diverging_loss(pairs_series(trace.losses))
+    """An adversarial model's loss may rise back as its opponent improves: only an explosion counts there."""
+    return diverging_loss(pairs_series(trace.losses), rising=not trace.adversarial)
 
 
 @detector("loss", codes=("oscillating_loss",), needs=("losses",))
 def _oscillating_loss(trace: RunTrace) -> list[Finding]:
-    return oscillating_loss(pairs_series(trace.losses))
+    """Not for adversarial models: a two-player game's losses hover at an equilibrium by design."""
+    return [] if trace.adversarial else oscillating_loss(pairs_series(trace.losses))
 
 
 @detector("loss", codes=("slow_convergence",), needs=("losses",))
 def _slow_convergence(trace: RunTrace) -> list[Finding]:
+    """Not for adversarial models: at a game's equilibrium neither loss falls (a GAN's discriminator at 2 log 2)."""
+    if trace.adversarial:
+        return []
     return slow_convergence(pairs_series(trace.losses), update_ratio=trace.update_ratio())
 
 

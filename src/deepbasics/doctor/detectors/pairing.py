@@ -17,16 +17,20 @@ Two sources of evidence, one code:
   loss                                    fires when                                              severity
   ======================================  =====================================================  ========
   ``cross_entropy`` (CrossEntropyLoss)    producer softmax, or ``p`` on the inspected calls       warning
-  ``cross_entropy``                       producer log_softmax, or log-probability rows           info
+  ``cross_entropy``                       producer log_softmax, or log-probability rows           warning
   ``nll_loss`` (NLLLoss)                  producer softmax, or ``p`` on the inspected calls       warning
   ``binary_cross_entropy_with_logits``    producer sigmoid, or every value in [0, 1] on many      warning
                                           calls (``PAIRING_UNIT_CALLS``)
   ``mse_loss``                            producer softmax/sigmoid and 0/1 targets                warning
+  ``mse_loss``                            one output per example, targets the integers 0..K-1     warning
+                                          (K >= 3), all present, balanced: class indices
   ======================================  =====================================================  ========
 
   "On the inspected calls": at least ``PAIRING_MIN_CALLS`` calls, ``PAIRING_FRACTION`` of them. LogSoftmax before
-  CrossEntropyLoss is only ``info``: log-softmax is idempotent (``logsumexp`` of log-probabilities is 0), so the
-  loss and its gradient are those of the logits -- redundant work, not a wrong result. Sigmoid + MSE on
+  CrossEntropyLoss is a ``warning`` too (issue 14 names it), although log-softmax is idempotent (``logsumexp`` of
+  log-probabilities is 0) so this loss and its gradient equal those of the logits: the model's outputs are not the
+  logits that the loss, and every later use of the model (a temperature, a distillation, a second loss), takes
+  them for, and the softmax is computed twice. Sigmoid + MSE on
   continuous targets in [0, 1] (image reconstruction) is a regression and is not flagged.
 """
 
@@ -99,9 +103,10 @@ def _verdict(call: LossCall) -> tuple[Severity, str] | None:
                 "so its gradient is squashed and the loss cannot go below ~log(C) - 1."
             )
         if call.producer == "log_softmax" or _mostly(call.log_probabilities, call.calls):
-            return Severity.INFO, (
-                "CrossEntropyLoss receives log-probabilities (LogSoftmax) and applies log-softmax again; log-softmax "
-                "is idempotent, so loss and gradients are unchanged, but the extra softmax is wasted work."
+            return Severity.WARNING, (
+                "CrossEntropyLoss receives log-probabilities (LogSoftmax) and applies log-softmax again: this loss "
+                "happens to be unchanged (log-softmax is idempotent), but the model does not output the logits the "
+                "loss and any later use take it for. Drop the LogSoftmax, or use NLLLoss."
             )
     elif call.loss == "nll_loss" and (softmax or _mostly(call.probabilities, call.calls)):
         return Severity.WARNING, (
@@ -120,7 +125,25 @@ def _verdict(call: LossCall) -> tuple[Severity, str] | None:
             f"Mean squared error on a {call.producer} output with 0/1 targets: its gradient carries the "
             f"{call.producer}'s slope and vanishes on confident mistakes."
         )
+    elif call.loss == "mse_loss" and _class_indices(call):
+        classes = len(call.target_counts)
+        return Severity.WARNING, (
+            f"MSELoss regresses one output onto integer targets 0..{classes - 1}, every value present and about "
+            f"equally often: class indices. As numbers they claim that class 1 lies between classes 0 and 2; a "
+            f"classifier needs {classes} logits and CrossEntropyLoss."
+        )
     return None
+
+
+def _class_indices(call: LossCall) -> bool:
+    """Targets that look like class labels: non-negative integers 0..K-1 (K >= ``CLASS_INDEX_MIN_VALUES``), each
+    value present, the rarest at least ``CLASS_INDEX_BALANCE`` times the mean count, on the inspected calls."""
+    counts = list(call.target_counts)
+    while counts and counts[-1] == 0:
+        counts.pop()
+    if not _mostly(call.index_targets, call.calls) or len(counts) < T.CLASS_INDEX_MIN_VALUES:
+        return False
+    return min(counts) >= T.CLASS_INDEX_BALANCE * sum(counts) / len(counts)
 
 
 def loss_activation_runtime(calls: Iterable[LossCall]) -> list[Finding]:
