@@ -285,6 +285,15 @@ QUESTIONS: tuple[Question, ...] = (
         notes="Not claims of the FAQ (so not in claims.md): checks that the lab's tasks and training recipes "
         "give the numbers their authors published.",
     ),
+    _q(
+        "practice",
+        "(+) Training-loop bugs practitioners report most (zero_grad, optimizer wiring, eval mode, double softmax)",
+        {},
+        modules=("deepbasics.doctor",),
+        beyond_faq=True,
+        notes="No FAQ claims: the doctor's codes from practice (issue 14), each documented in its code table with "
+        "the evidence it reads and the fix. The lab measures FAQ claims only.",
+    ),
 )
 
 #: claim ID -> claim text, over all questions.
