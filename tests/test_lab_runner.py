@@ -345,3 +345,41 @@ def test_cache_key_covers_the_shared_helper_modules_an_experiment_imports(monkey
     after = {e.id: key(e) for e in lab.experiments()}
     changed = {cid for cid in before if before[cid] != after[cid]}
     assert changed == {e.id for e in users}
+
+
+ORDER = Registry()
+
+
+@ORDER.experiment(
+    ids="Q9.a",
+    method="A cheap experiment, first in FAQ order.",
+    quick={},
+    full={},
+    rules={"Q9.a": Rule("x", ">", 0.0)},
+    seeds=1,
+    timeout=30,
+)
+def cheap(params, seed):
+    _called("Q9.a")
+    return {"x": 1.0}
+
+
+@ORDER.experiment(
+    ids="Q9.b",
+    method="A costly experiment (long timeout), second in FAQ order.",
+    quick={},
+    full={},
+    rules={"Q9.b": Rule("x", ">", 0.0)},
+    seeds=1,
+    timeout=90,
+)
+def costly(params, seed):
+    _called("Q9.b")
+    return {"x": 1.0}
+
+
+def test_longest_declared_experiments_start_first_and_results_keep_the_faq_order(tmp_path, calls):
+    """LPT scheduling: the experiment with the longest timeout starts first, so it cannot run alone at the end."""
+    results = lab.run(quick=True, out=tmp_path / "r", registry=ORDER, progress=False, jobs=1)
+    assert calls() == ["Q9.b", "Q9.a"]
+    assert [r.id for r in results] == ["Q9.a", "Q9.b"]
