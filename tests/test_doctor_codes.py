@@ -45,7 +45,9 @@ def test_faq_coverage_is_derived_from_the_table():
     for q in faq.QUESTIONS:
         assert q.doctor == codes_for_question(q.id)
     listed = {code for q in faq.QUESTIONS for code in q.doctor}
-    assert listed == {row.code for row in TABLE if not row.practice}
+    assert listed == {row.code for row in TABLE}  # the practice codes under the FAQ's "practice" row
+    (practice,) = [q for q in faq.QUESTIONS if q.id == "practice"]
+    assert set(practice.doctor) == {row.code for row in TABLE if row.practice} and practice.beyond_faq
 
 
 def test_explained_by_drops_the_symptom_only_when_its_cause_is_present():
