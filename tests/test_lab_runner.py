@@ -195,6 +195,17 @@ def test_timeout_kills_the_worker(tmp_path, calls):
 
 
 def test_interrupted_run_resumes_without_redoing_finished_work(tmp_path, calls):
+    # Ctrl-C arrives as SIGINT. A process started in the background by a non-interactive shell (`cmd &` in a CI
+    # script) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: give the test Python's own
+    # handler, as an interactive terminal would.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_and_resume(tmp_path, calls)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_and_resume(tmp_path, calls):
     out = tmp_path / "report"
     with pytest.raises(KeyboardInterrupt):
         _run(out, ["Q7", "Q11.b"], jobs=1)
