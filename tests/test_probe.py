@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from deepbasics.probe import LayerStats
+from deepbasics.probe.layer_stats import recorded_step
 
 
 def mlp(dropout: float = 0.0, bn: bool = False) -> nn.Sequential:
@@ -108,6 +109,31 @@ def test_every_records_only_multiples_and_leaves_other_steps_unhooked():
     assert stats.steps == [0, 3, 6, 9]
     assert seen == [1, 0, 0, 1, 0, 0, 1, 0, 0, 1]  # module hooks exist only during recorded steps
     assert all(len(v) == 4 for v in stats.records()["0"].values())
+    stats.remove()
+
+
+def test_recorded_step_thins_by_doubling_after_the_dense_records():
+    every, dense = 3, 4
+    steps = [s for s in range(1000) if recorded_step(s, every, dense)]
+    assert steps[:dense] == [0, 3, 6, 9]  # the first `dense` records at the plain interval
+    start = dense * every
+    for k in range(5):  # each doubling of the run, [start 2^k, start 2^(k+1)), adds dense / 2 records
+        window = [s for s in steps if start * 2**k <= s < start * 2 ** (k + 1)]
+        assert len(window) == dense // 2
+        assert all(s % (every * 2 ** (k + 1)) == 0 for s in window)
+    assert [s for s in range(100) if recorded_step(s, 7)] == list(range(0, 100, 7))  # without dense: plain
+    with pytest.raises(ValueError, match="even"):
+        LayerStats(mlp(), every=2, dense_records=3)
+
+
+@pytest.mark.parametrize("with_optimizer", [True, False])
+def test_dense_records_are_the_steps_recorded(with_optimizer):
+    model, (x, y) = mlp(), data()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    stats = LayerStats(model, every=2, optimizer=opt if with_optimizer else None, dense_records=2)
+    train(model, opt, 40, x, y)
+    assert stats.steps == [s for s in range(40) if recorded_step(s, 2, 2)] == [0, 2, 4, 8, 16, 32]
+    assert all(v is not None for v in stats.records()["0"]["grad_norm"])
     stats.remove()
 
 

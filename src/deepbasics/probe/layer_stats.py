@@ -12,7 +12,8 @@ root module starts a new step: gradient norms are read by ``register_post_accumu
 backward that follows, and ``||Δw||`` compares the weights with those at the next training forward. A
 *training forward* is a call of the root module with ``model.training`` and gradients enabled: evaluation
 passes (``model.eval()``, ``torch.no_grad()``) are neither counted nor recorded. ``every=k`` records steps
-``0, k, 2k, ...``; on the other steps no module hook is installed at all (with an optimizer only its two step
+``0, k, 2k, ...`` (with ``dense_records=d``, only the first ``d`` of them: see :func:`recorded_step`); on the other
+steps no module hook is installed at all (with an optimizer only its two step
 hooks run, without one the root module's two forward hooks), which is what keeps the overhead low
 (``benchmarks/probe_overhead.py``). A recorded step's numbers are stacked into one tensor per dtype when the step
 ends, rather than one small tensor per metric.
@@ -38,12 +39,29 @@ from .._checks import check_int, check_module, check_positive, check_real, fail
 from .hooks import FunctionalActivationDetector, Watched, first_tensor, watched_modules
 from .records import StepLog, activation_moments, aggregate_layers, norm_list, summarize
 
-__all__ = ["LayerStats"]
+__all__ = ["LayerStats", "recorded_step"]
 
 #: Default ``every``. A recorded step costs about 0.5-0.9 of a plain training step on the small digits MLP of
 #: ``benchmarks/probe_overhead.py`` (~45 small kernels, launch-bound on CPU), so one step in 20 keeps the overhead
 #: near the 5% target there while still giving 10 points over a 200-step run. Use ``every=1`` to see every step.
 DEFAULT_EVERY = 20
+
+
+def recorded_step(step: int, every: int, dense_records: int | None = None) -> bool:
+    """Whether step ``step`` (0-based) is recorded: every ``every``-th step, or, with ``dense_records = d``, every
+    ``every``-th for the first ``d`` records and then at an interval that doubles each time the step count doubles:
+
+        interval(s) = every                              for s < D = d * every
+        interval(s) = every * 2^(k+1)                    for D 2^k <= s < D 2^(k+1)
+
+    so each doubling of the run adds d/2 records (d even) and a run of n steps keeps about
+    d + (d/2) log2(n / D) of them instead of n / every: the recording cost per step falls as 1/n once the run is
+    long, while a short run is sampled exactly as without ``dense_records``. A pure function of the step, so a
+    pre-hook and a post-hook of the same step always agree (and a resumed count gives the same steps).
+    """
+    if dense_records is None or step < dense_records * every:
+        return step % every == 0
+    return step % (every << (step // (dense_records * every)).bit_length()) == 0
 
 
 _compiling: Callable[[], bool] = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
@@ -99,6 +117,8 @@ class LayerStats:
     Args:
         model: the module to watch (at least one trainable parameter).
         every: record every ``every``-th step (default 20); ``every=1`` records all steps.
+        dense_records: after this many records the interval grows with the run (:func:`recorded_step`; must be
+            even); default None: every ``every``-th step for the whole run.
         optimizer: if given, steps are counted by its ``step()`` (needed with gradient accumulation).
         sync_every: copy the statistics to the host every ``sync_every`` recorded steps (default: only when read).
         sat_tol: distance from a bound that counts as saturated (default 1e-2, in output units).
@@ -118,9 +138,14 @@ class LayerStats:
         preact_limit: float = 5.0,
         detect_functional: bool = True,
         foreach: bool = True,
+        dense_records: int | None = None,
     ) -> None:
         self.model = check_module(model)
         self.every = check_int(every, "every", low=1)
+        self.dense_records = None if dense_records is None else check_int(dense_records, "dense_records", low=2)
+        if self.dense_records is not None and self.dense_records % 2:
+            raise fail(ValueError, "dense_records", "an even number (each doubling of the run adds half of them)",
+                       dense_records, f"Pass {self.dense_records + 1}.")  # fmt: skip
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise fail(TypeError, "optimizer", "a torch.optim.Optimizer or None", type(optimizer).__name__,
                        "Pass the optimizer that updates this model's parameters.")  # fmt: skip
@@ -179,11 +204,11 @@ class LayerStats:
             if self._armed is not None:
                 self._finish_step()
             step, self._step = self._step, self._step + 1
-            if step % self.every == 0:
+            if self._due(step):
                 self._begin_step(step)
                 self._arm_forward()
                 self._arm_grads()
-        elif self._step % self.every == 0 and self._armed != self._step:
+        elif self._due(self._step) and self._armed != self._step:
             self._open(self._step)  # weights and gradients are read by the optimizer pre-hook
             self._arm_forward()
 
@@ -230,7 +255,7 @@ class LayerStats:
     @_guarded
     def _on_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         """Optimizer pre-hook: gradient and weight norms in one fused call, and the weight snapshot."""
-        if self._step % self.every == 0:
+        if self._due(self._step):
             if self._armed != self._step:
                 self._open(self._step)
             with torch.no_grad():
@@ -246,12 +271,15 @@ class LayerStats:
         if self._armed == self._step:
             self._finish_step()
         self._step += 1
-        if self._step % self.every == 0:
+        if self._due(self._step):
             self._arm_root()
         elif self._root_handles:  # a recorded step without training forward: do not keep watching
             _remove_all(self._root_handles)
 
     # ------------------------------------------------------------------------------------------ step logic
+    def _due(self, step: int) -> bool:
+        return recorded_step(step, self.every, self.dense_records)
+
     def _begin_step(self, step: int) -> None:
         """No-optimizer mode: weight norms and a weight snapshot (for ``||Δw||``) at a recorded training forward."""
         self._open(step)
@@ -420,6 +448,7 @@ class LayerStats:
         """Everything as plain, JSON-serialisable data."""
         return {
             "every": self.every,
+            "dense_records": self.dense_records,
             "step_source": "optimizer" if self.optimizer is not None else "forward",
             "steps": list(self.steps),
             "layer_order": self.layer_order,
