@@ -286,7 +286,15 @@ def _diagnose(
         start, _ = measure_curvature(model, loss_fn, sample_x, sample_y)
     val_every = max(1, steps // VAL_POINTS)
     layer_every = max(1, steps // 100)
-    session = DoctorSession(model, opt, every=1, layer_every=layer_every, check_every=steps + 1, intercept_losses=False)
+    session = DoctorSession(
+        model,
+        opt,
+        every=1,
+        layer_every=layer_every,
+        check_every=steps + 1,
+        intercept_losses=False,
+        dense_layer_records=None,
+    )
     located, located_step = None, None
     steps_run = 0
     with session, warnings.catch_warnings():

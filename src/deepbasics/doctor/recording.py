@@ -4,9 +4,10 @@
 :class:`~deepbasics.doctor.records.RunTrace`:
 
 - :class:`deepbasics.probe.LayerStats`: per-layer activation, gradient and update statistics every ``layer_every``
-  steps, kept on the device and copied in batches;
-- one forward pre-hook on the model (the root module), armed on the first forward and then every ``layer_every``
-  steps only (a hook on the root costs every forward the slow path of ``Module.__call__``): the batch size of a
+  steps for the first :data:`DENSE_LAYER_RECORDS` records, then at an interval that doubles with the run
+  (:func:`deepbasics.probe.layer_stats.recorded_step`), kept on the device and copied in batches;
+- one forward pre-hook on the model (the root module), armed on the first forward and then at the recorded steps
+  only (a hook on the root costs every forward the slow path of ``Module.__call__``): the batch size of a
   training forward, sampled;
 - :class:`~deepbasics.doctor.hygiene.Hygiene`: the gradient and optimizer-step bookkeeping of the practice codes,
   which also recognises the optimizer that steps this model when none was given;
@@ -15,9 +16,9 @@
 - the first steps' view of the setup (:mod:`.graphscan`): a naive softmax in the first losses' autograd graphs, and
   the per-feature moments of the inputs of the first sampled training forwards (what ``diagnose``'s static checks
   see before training);
-- the loss of each ``step`` kept *as a tensor* (no host synchronisation) until :meth:`Recorder.flush`, which copies
-  the pending losses with one ``tolist`` per device; validation losses given explicitly, or seen in the script's
-  evaluation passes.
+- the loss of each ``step``: read at once on the CPU, kept *as a tensor* on an accelerator (no host
+  synchronisation) until :meth:`Recorder.flush`, which copies the pending losses with one ``tolist`` per device;
+  validation losses given explicitly, or seen in the script's evaluation passes.
 
 A recorder never changes training: its hooks read tensors under ``torch.no_grad()`` and draw no random numbers.
 """
@@ -33,6 +34,7 @@ from torch import nn
 
 from .._checks import fail
 from ..probe import LayerStats
+from ..probe.layer_stats import recorded_step
 from .graphscan import SCAN_LOSSES, GraphScan, InputMoments
 from .hygiene import Hygiene
 from .lossbatch import expect
@@ -41,7 +43,14 @@ from .records import RunTrace, StaticFacts
 from .recurrent import RecurrentProbe
 from .trace import batchnorm_layers, layer_kinds
 
-__all__ = ["CAPTURE_FORWARDS", "Recorder"]
+__all__ = ["CAPTURE_FORWARDS", "DENSE_LAYER_RECORDS", "Recorder"]
+
+#: Layer records taken every ``layer_every`` steps before the interval starts doubling with the run (5 more records
+#: per doubling). A recorded step costs about one plain step on the digits MLP of ``benchmarks/doctor_overhead.py``
+#: (1.4 ms against 1.2 ms: ~20 small kernels and the weight snapshot), so at a fixed interval of 20 it alone is 5-6%
+#: of the run; thinned, a 3,000-step run keeps 29 records (1.1%) instead of 150, and the first 200 steps, where
+#: short runs and the startup pathologies live, are sampled as before.
+DENSE_LAYER_RECORDS = 10
 
 #: Training forwards whose output is offered to the loss reconstruction (:mod:`.lossbatch`) at most.
 CAPTURE_FORWARDS = 4
@@ -52,7 +61,8 @@ class Recorder:
 
     Args:
         model: the (unwrapped) module. optimizer: its optimizer, or None to recognise it from its steps.
-        every: keep the loss of every ``every``-th step. layer_every: LayerStats' interval.
+        every: keep the loss of every ``every``-th step. layer_every: LayerStats' interval, ``dense_layer_records``
+        records at that interval and then thinned (None: the fixed interval for the whole run).
         intercept_losses: watch the loss calls (output activations, evaluation passes); ``diagnose`` turns it off.
     """
 
@@ -64,8 +74,10 @@ class Recorder:
         every: int,
         layer_every: int,
         intercept_losses: bool = True,
+        dense_layer_records: int | None = DENSE_LAYER_RECORDS,
     ) -> None:
         self.model = model
+        self.dense_layer_records = dense_layer_records
         self.given_optimizer = optimizer
         self.every, self.layer_every = every, layer_every
         self.num_steps = 0
@@ -99,7 +111,9 @@ class Recorder:
         """Install the hooks (idempotent)."""
         if self.stats is not None:
             return
-        self.stats = LayerStats(self.model, every=self.layer_every, optimizer=self.given_optimizer)
+        self.stats = LayerStats(
+            self.model, every=self.layer_every, optimizer=self.given_optimizer, dense_records=self.dense_layer_records
+        )
         self._attached = True
         self._arm_sampler()
         self.hygiene.attach()
@@ -174,7 +188,7 @@ class Recorder:
         self.num_steps += 1
         if self.losswatch is not None and self.losswatch.in_pass:
             self.losswatch.on_backward()
-        if self.num_steps % self.layer_every == 0:
+        if recorded_step(self.num_steps, self.layer_every, self.dense_layer_records):
             self._arm_sampler()
         if isinstance(loss, torch.Tensor) and self.graphscan.scanned < SCAN_LOSSES:
             self.graphscan.on_loss(loss)
@@ -183,8 +197,10 @@ class Recorder:
                 if loss.numel() != 1:
                     raise fail(ValueError, "loss", "a scalar loss", f"shape {tuple(loss.shape)}",
                                "Pass the mean loss of the batch (reduction='mean').")  # fmt: skip
-                value = loss.detach()
-                self._pending.append((step, value.reshape(()) if value.dim() else value))
+                if loss.device.type == "cpu":  # no device to wait for: one read now beats a copy per loss later
+                    self.losses.append((step, loss.item()))
+                else:
+                    self._pending.append((step, loss.detach()))
             else:
                 self.losses.append((step, float(loss)))
         return step
@@ -196,15 +212,16 @@ class Recorder:
             self.losswatch.drop_tapped()
 
     def flush(self) -> None:
-        """Copy the pending loss tensors to the host: one ``tolist`` per device."""
+        """Copy the pending loss tensors (an accelerator's: CPU losses are read at once) to the host: one stack and
+        one ``tolist`` per device and dtype."""
         if not self._pending:
             return
-        by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
+        groups: dict[tuple[torch.device, torch.dtype], list[tuple[int, torch.Tensor]]] = {}
         for step, t in self._pending:
-            by_device.setdefault(t.device, []).append((step, t))
-        for items in by_device.values():
-            values = torch.stack([t.to(torch.float64) for _, t in items]).tolist()
-            self.losses.extend((s, v) for (s, _), v in zip(items, values, strict=True))
+            groups.setdefault((t.device, t.dtype), []).append((step, t))
+        for items in groups.values():
+            values = torch.stack([t.reshape(()) for _, t in items]).tolist()  # tolist: exact Python floats
+            self.losses.extend((s, float(v)) for (s, _), v in zip(items, values, strict=True))
         self.losses.sort(key=lambda p: p[0])
         self._pending.clear()
 

@@ -44,7 +44,7 @@ from .extras import Extras
 from .findings import Finding
 from .gathering import RankGather
 from .losstap import suspended
-from .recording import Recorder
+from .recording import DENSE_LAYER_RECORDS, Recorder
 from .records import RunTrace
 from .report import render_findings
 from .schedule import CHECK_GROWTH, DEFAULT_CHECK_EVERY, Schedule, refresh
@@ -101,8 +101,10 @@ class DoctorSession:
         optimizer: its optimizer; if None, the first optimizer that steps this model's parameters while the
             session is attached is recorded (for the report: its class and learning rate).
         every: record the loss of every ``every``-th ``step()`` call (default 1: all).
-        layer_every: record per-layer statistics every ``layer_every`` steps (default 20, LayerStats' default:
-            the overhead target of 5% holds there).
+        layer_every: record per-layer statistics every ``layer_every`` steps (default 20, LayerStats' default) for
+            the first ``dense_layer_records`` records (default 10), then at an interval that doubles each time the run
+            doubles (:func:`deepbasics.probe.layer_stats.recorded_step`); ``dense_layer_records=None`` keeps the
+            fixed interval (what ``diagnose`` and a TensorBoard export use).
         check_every: run the cheap detectors every ``check_every`` steps (default 100), less often once the run is
             long (:mod:`deepbasics.doctor.schedule`), and at :meth:`finalize`.
         expensive_every: run curvature / noise-scale checks every this many steps (default: only at the end).
@@ -128,6 +130,7 @@ class DoctorSession:
         tensorboard: Any = None,
         loss_fn: LossFn | None = None,
         intercept_losses: bool = True,
+        dense_layer_records: int | None = DENSE_LAYER_RECORDS,
     ) -> None:
         check_module(model)
         self.wrapper = model  # what was passed, e.g. a DistributedDataParallel
@@ -143,7 +146,12 @@ class DoctorSession:
         self.schedule = Schedule(check_every, expensive_every, growth=0.0 if tensorboard is not None else CHECK_GROWTH)
         self.notes: list[str] = []
         self.recorder = Recorder(
-            self.model, optimizer, every=self.every, layer_every=self.layer_every, intercept_losses=intercept_losses
+            self.model,
+            optimizer,
+            every=self.every,
+            layer_every=self.layer_every,
+            intercept_losses=intercept_losses,
+            dense_layer_records=None if tensorboard is not None else dense_layer_records,
         )
         self.extras = Extras(
             self.model, model, curvature=curvature, noise_scale=noise_scale, loss_fn=loss_fn, notes=self.notes
@@ -323,6 +331,7 @@ class DoctorSession:
             "lr": optimizer.param_groups[0].get("lr") if optimizer is not None else None,
             "every": self.every,
             "layer_every": self.layer_every,
+            "dense_layer_records": self.recorder.dense_layer_records,
             "model": type(self.model).__name__,
             "parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             "seconds": seconds,
