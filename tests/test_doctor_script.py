@@ -175,3 +175,30 @@ def test_overfitting_is_found_through_the_scripts_own_validation_pass(tmp_path):
     data = result.to_dict()
     val = data["models"][0]["trace"]["val_losses"]
     assert len(val) == 20 and json.dumps(data)  # the curve is in doctor.json
+
+
+FOLDS = """
+import torch.nn.modules.module as M
+hooks = []
+for fold in range(3):  # cross-validation: a new model and optimizer per fold, built after training started
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(5):
+        for i in range(0, 512, 32):
+            opt.zero_grad()
+            F.cross_entropy(model(x[i:i + 32]), y[i:i + 32]).backward()
+            opt.step()
+            hooks.append(len(M._global_forward_pre_hooks))
+print("HOOKS", hooks)
+"""
+
+
+def test_root_search_hooks_leave_after_the_first_steps_and_later_models_are_still_found(tmp_path, capsys):
+    from deepbasics.doctor.script import DISCOVERY_STEPS
+
+    result = run(tmp_path, FOLDS)
+    assert result.status == "ok" and len(result.models) == 3  # each fold's model, built mid-run, is watched
+    assert [m.session.num_steps for m in result.models] == [80, 80, 80]  # every loss credited to its own model
+    hooks = [int(h) for h in capsys.readouterr().out.split("HOOKS [", 1)[1].split("]", 1)[0].split(",")]
+    # the global module hooks (PyTorch's slow path for every module call) are gone after the first steps
+    assert hooks[:DISCOVERY_STEPS] == [1] * DISCOVERY_STEPS and sum(hooks[DISCOVERY_STEPS:80]) == 0

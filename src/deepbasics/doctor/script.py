@@ -4,7 +4,9 @@
 first on ``sys.path``, as ``python SCRIPT.py`` would) while global hooks watch it:
 
 - ``torch.nn.modules.module.register_module_forward_pre_hook`` / ``register_module_forward_hook``: a module
-  called while no other module is running is a *root* call; every root module with trainable parameters that runs
+  called while no other module is running is a *root* call (with one watched model these global hooks are removed
+  after the first steps and come back briefly every ``REDISCOVER_EVERY`` steps and when an optimizer of no watched
+  model steps: they cost every module call PyTorch's slow path); every root module with trainable parameters that runs
   with gradients enabled (in training mode or not: a model trained in eval mode is a finding) gets a
   :class:`~deepbasics.doctor.session.DoctorSession`, whose own hooks recognise the optimizer that steps it, watch
   its gradients and steps (:mod:`.hygiene`) and the loss calls of the script (:mod:`.losstap`: output activations,
@@ -33,7 +35,7 @@ Everything is restored afterwards, whatever happens. The outcome (:class:`Script
 every watched model, the script's exception if it raised, and an exit code (:data:`EXIT_CODES`).
 
 Cost: one host synchronisation per ``backward`` (the finiteness check of the loss); the session's own hooks
-cost what ``watch`` costs (``benchmarks/doctor_overhead.py``).
+cost what ``watch`` costs (``benchmarks/doctor_overhead.py``, which also times a script under the doctor).
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.nn.modules.module import (
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+    register_module_parameter_registration_hook,
+)
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from .._checks import fail
@@ -76,6 +82,14 @@ EXIT_CODES: dict[str, int] = {
 #: Losses held for attribution (several watched models) with no optimizer step to claim them are handed to their
 #: last root module once this many wait: a script without optimizer objects (manual updates) is not held up.
 MAX_PENDING = 64
+#: The global module hooks find the root modules, but while they are installed every ``Module.__call__`` of every
+#: model takes PyTorch's slow path (measured: +146 us on a 6-module digits-MLP forward of ~600 us, ~10% of its
+#: training step). With one watched model they are removed after this many training steps (backward passes) that
+#: found no new model, and come back (for that many steps) when a module registers a parameter (a model built later:
+#: a new fold), when an optimizer no watched model owns steps, when a loss arrives whose forward did not run the
+#: watched model (that loss is not credited to it), and every REDISCOVER_EVERY steps.
+DISCOVERY_STEPS = 2
+REDISCOVER_EVERY = 100
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -217,7 +231,13 @@ class _Watcher:
         self.last_root: WatchedModel | None = None
         self.losses = 0
         self.nonfinite: float | None = None
-        self._handles: list[Any] = []
+        self._handles: list[Any] = []  # the global optimizer hook
+        self._module_hooks: list[Any] = []  # the global module hooks, while looking for root modules
+        self._quiet = 0  # training steps since the module hooks were installed or found a model
+        self._away = 0  # training steps since they were removed
+        self._unowned: set[int] = set()  # optimizers owned by no watched model that re-armed the search once
+        self._root_hooks: list[Any] = []  # one forward pre-hook per watched model: it ran since the last loss
+        self._root_ran = False
         self._local = threading.local()  # re-entrancy: Tensor.backward calls torch.autograd.backward
         self._saved: dict[str, Any] = {}
         self._pending: list[tuple[WatchedModel, torch.Tensor]] = []  # losses waiting for the optimizer step
@@ -240,13 +260,49 @@ class _Watcher:
     def _post(self, module: nn.Module, args: Any, output: Any) -> None:
         self.depth = max(0, self.depth - 1)
 
+    def _search(self, on: bool) -> None:
+        """Install or remove the global module hooks that find root modules (see DISCOVERY_STEPS)."""
+        if on and not self._module_hooks:
+            self._module_hooks = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post)]
+            self._quiet = 0
+        elif not on and self._module_hooks:
+            for handle in self._module_hooks:
+                handle.remove()
+            self._module_hooks.clear()
+            self.depth, self._away = 0, 0
+
+    def _tick(self) -> None:
+        """A training step (an outer backward): keep searching for models, stop, or search again (DISCOVERY_STEPS)."""
+        if self._module_hooks:
+            self._quiet += 1
+            if self._quiet > DISCOVERY_STEPS and len(self.models) == 1:  # several models: loss routing needs them
+                self._search(False)
+        else:
+            self._away += 1
+            if self._away >= REDISCOVER_EVERY:
+                self._search(True)
+
     def _attach(self, module: nn.Module) -> WatchedModel:
+        self._quiet = 0
         session = DoctorSession(module).attach()
         params = sum(p.numel() for p in module.parameters() if p.requires_grad)
         name = type(unwrap_model(module)).__name__ + (f"#{len(self.models) + 1}" if self.models else "")
         watched = WatchedModel(name, session, params)
         self.models[id(module)] = watched
+        self._root_hooks.append(module.register_forward_pre_hook(lambda m, args: self._ran(watched)))
         return watched
+
+    def _ran(self, watched: WatchedModel) -> None:
+        """A watched model's own root pre-hook: with the global hooks gone, this is how a loss finds its model."""
+        if torch.is_grad_enabled():
+            self._root_ran = True
+            if not self._module_hooks:  # while they are in, the global pre-hook names the root (nested calls too)
+                self.last_root = watched
+
+    def _on_parameter(self, module: nn.Module, name: str, param: Any) -> None:
+        """A module registered a parameter: maybe a model built now, to be found at its first forward."""
+        if not self._module_hooks and param is not None:
+            self._search(True)
 
     def _loss(self, tensors: Any) -> None:
         self.depth = 0  # a forward that raised never ran its post hooks; a backward means it is over
@@ -254,7 +310,11 @@ class _Watcher:
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or self.last_root is None:
             return
         self.losses += 1
-        if len(self.models) > 1:  # which model this loss trains is known at the next optimizer step
+        searching, ran, self._root_ran = bool(self._module_hooks), self._root_ran, False
+        self._tick()
+        if not searching and not ran:  # no watched model ran since the last loss: some other model made this one
+            self._search(True)
+        elif len(self.models) > 1:  # which model this loss trains is known at the next optimizer step
             self._pending.append((self.last_root, loss))  # with its graph: the first ones are scanned (graphscan)
             if len(self._pending) >= MAX_PENDING:
                 self._flush()
@@ -272,9 +332,13 @@ class _Watcher:
                 )
 
     def _on_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        """Global optimizer step pre-hook: the losses held since the last step train this optimizer's model."""
+        """Global optimizer step pre-hook: the losses held since the last step train this optimizer's model; an
+        optimizer that no watched model owns makes the module hooks look for its model (once per optimizer)."""
         if self._pending:
             self._flush(self._owner(optimizer))
+        if not self._module_hooks and id(optimizer) not in self._unowned and self._owner(optimizer) is None:
+            self._unowned.add(id(optimizer))
+            self._search(True)
 
     def _owner(self, optimizer: torch.optim.Optimizer) -> WatchedModel | None:
         """The watched model holding most of ``optimizer``'s parameters (cached per optimizer and group count)."""
@@ -325,10 +389,10 @@ class _Watcher:
     # ---------------------------------------------------------------------------------------------- life
     def install(self) -> None:
         self._handles = [
-            register_module_forward_pre_hook(self._pre),
-            register_module_forward_hook(self._post),
             register_optimizer_step_pre_hook(self._on_step),
+            register_module_parameter_registration_hook(self._on_parameter),
         ]
+        self._search(True)
         self._saved = {"tensor": torch.Tensor.backward, "autograd": torch.autograd.backward}
         torch.Tensor.backward = self._wrap(self._saved["tensor"], True)  # type: ignore[method-assign]
         torch.autograd.backward = self._wrap(self._saved["autograd"], False)
@@ -337,6 +401,10 @@ class _Watcher:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._search(False)
+        for handle in self._root_hooks:
+            handle.remove()
+        self._root_hooks.clear()
         self._flush()
         if self._saved:
             torch.Tensor.backward = self._saved["tensor"]  # type: ignore[method-assign]
