@@ -15,21 +15,33 @@ A whole run pays everything once, as a user does: the first steps' one-time work
 first layer records), the layer records (every 20 steps for the first 10, then thinning with the run), the periodic
 checks and the final one.
 
+Script mode, the same whole runs as an unmodified script: ``python train.py`` against ``deepbasics doctor train.py``
+(subprocesses, one thread each, alternating); the script times its own training loop, so the ratio is the loop's,
+without the interpreter's start, the imports and the doctor's final report (its end-of-run curvature check included
+there: printed apart, as the commands' whole wall times).
+
 Also printed, as before this benchmark measured whole runs: the **first 100 steps** after attaching (blocks of 100
 steps, plain and watched alternating, a fresh session per block, its final check timed apart as ``finalize ms``).
 That block holds the one-time startup work and 5 layer records in 100 steps, so it is an upper bound on what a short
 run pays per step, not the steady cost; ``layer_every=1`` shows the cost of recording every step.
 
-Run: ``python benchmarks/doctor_overhead.py [--runs 5] [--run-steps 1000,3000] [--repeats 11] [--steps 100]
-[--threads 1] [--device cpu]``.
+Run: ``python benchmarks/doctor_overhead.py [--runs 5] [--run-steps 1000,3000] [--script-runs 3] [--repeats 11]
+[--steps 100] [--threads 1] [--device cpu]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
+from pathlib import Path
 
 import torch
 from _workloads import cnn, digits, mlp, time_block  # benchmarks/ is on sys.path when run as a script
@@ -124,10 +136,84 @@ def measure_runs(name: str, build: object, steps: int, runs: int, device: torch.
     }
 
 
+SCRIPT = """
+import argparse, json, time
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--steps", type=int, default=1000)
+parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+args = parser.parse_args()
+torch.set_num_threads(1)
+torch.manual_seed(0)
+data = load_digits()
+x = torch.tensor(data.data, dtype=torch.float32) / 16.0
+y = torch.tensor(data.target)
+if args.model == "mlp":
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+else:
+    model = nn.Sequential(
+        nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(512, 10),
+    )
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+start, cpu = time.perf_counter(), time.process_time()
+for i in range(args.steps):
+    j = (i % 28) * 64
+    optimizer.zero_grad()
+    loss = loss_fn(model(x[j : j + 64]), y[j : j + 64])
+    loss.backward()
+    optimizer.step()
+print(json.dumps({"loop_s": time.perf_counter() - start, "loop_cpu_s": time.process_time() - cpu}))
+"""
+
+
+def measure_script(model: str, steps: int, runs: int) -> dict:
+    """The training loop of an unmodified script, plain and under ``deepbasics doctor``, as subprocesses."""
+    folder = Path(tempfile.mkdtemp(prefix="doctor-overhead-"))
+    script = folder / "train.py"
+    script.write_text(textwrap.dedent(SCRIPT), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    commands = {
+        False: [sys.executable, str(script), "--steps", str(steps), "--model", model],
+        True: [sys.executable, "-m", "deepbasics", "doctor", str(script), "--out", str(folder / "doctor.json"), "--",
+               "--steps", str(steps), "--model", model],
+    }  # fmt: skip
+
+    def run(watched: bool) -> tuple[float, float, float]:
+        start = time.perf_counter()
+        done = subprocess.run(commands[watched], capture_output=True, text=True, cwd=folder, env=env, check=False)
+        wall = time.perf_counter() - start
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith('{"loop_s"')), None)
+        if line is None:
+            raise RuntimeError(f"{' '.join(commands[watched])} printed no timing:\n{done.stdout}\n{done.stderr}")
+        timing = json.loads(line)
+        return timing["loop_s"], timing["loop_cpu_s"], wall
+
+    pairs = []
+    for r in range(runs):
+        times = {}
+        for watched in (r % 2 == 1, r % 2 == 0):
+            times[watched] = run(watched)
+        pairs.append((times[False], times[True]))
+    return {
+        "model": model,
+        "steps": steps,
+        "ratio": statistics.median(q[0] / p[0] for p, q in pairs),
+        "cpu_ratio": statistics.median(q[1] / p[1] for p, q in pairs),
+        "plain_wall_s": statistics.median(p[2] for p, _ in pairs),
+        "doctor_wall_s": statistics.median(q[2] for _, q in pairs),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="whole runs per model, length and variant")
     parser.add_argument("--run-steps", default="1000,3000", help="comma-separated lengths of the whole runs")
+    parser.add_argument("--script-runs", type=int, default=3, help="script-mode runs per model (0: skip)")
     parser.add_argument("--repeats", type=int, default=11, help="interleaved 100-step blocks per configuration")
     parser.add_argument("--steps", type=int, default=100, help="training steps per block")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: least noise)")
@@ -146,6 +232,16 @@ def main() -> None:
         for steps in lengths:
             r = measure_runs(name, build, steps, args.runs, device)
             print(f"{r['model']:<26} {r['steps']:>6} {r['plain_s']:>8.2f} {r['ratio']:>7.3f} {r['cpu_ratio']:>9.3f}")
+    if args.script_runs:
+        print(f"\nscript mode: the script's own loop timing ({args.script_runs} pairs each; target: ratio <= 1.05)")
+        header = f"{'model':<26} {'steps':>6} {'ratio':>7} {'cpu ratio':>9} {'command s plain / doctor':>26}"
+        print(header)
+        print("-" * len(header))
+        for label, model in (("digits MLP 64-256-256-10", "mlp"), ("digits CNN 16-32 conv", "cnn")):
+            for steps in lengths:
+                r = measure_script(model, steps, args.script_runs)
+                walls = f"{r['plain_wall_s']:.1f} / {r['doctor_wall_s']:.1f}"
+                print(f"{label:<26} {steps:>6} {r['ratio']:>7.3f} {r['cpu_ratio']:>9.3f} {walls:>26}")
     print(f"\nfirst {args.steps} steps after attaching ({args.repeats} blocks each; startup in, final check apart)")
     header = f"{'model':<26} {'settings':<14} {'plain us/step':>14} {'watched us/step':>16} {'ratio':>7}"
     header += f" {'cpu ratio':>9} {'finalize ms':>12}"
