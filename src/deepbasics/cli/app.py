@@ -30,7 +30,7 @@ err_console = Console(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
-        from deepbasics import __version__
+        from .._version import __version__
 
         typer.echo(f"deepbasics {__version__}")
         raise typer.Exit()

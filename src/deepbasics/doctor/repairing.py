@@ -153,6 +153,12 @@ class RepairResult:
             lines += ["  code:", *("    " + line for line in self.code.splitlines())]
         return "\n".join(lines)
 
+    def _html_page(self, title: str | None) -> Any:
+        """This result's HTML page (:func:`deepbasics.doctor.html.page_of` calls it)."""
+        from .html.pages import repair_page  # lazy: matplotlib and jinja2 load only when a report is drawn
+
+        return repair_page(self, title)
+
     def to_html(self, path: str | os.PathLike[str] = "doctor.html", *, title: str | None = None) -> Path:
         """Write the repair as one self-contained HTML page: the loss before and after, the metrics, the fixes tried
         and kept (with their code) and both diagnoses (:mod:`deepbasics.doctor.html`). Returns the path."""

@@ -153,6 +153,12 @@ class Report:
             target.write_text(text + "\n", encoding="utf-8")
         return text
 
+    def _html_page(self, title: str | None) -> Any:
+        """This result's HTML page (:func:`deepbasics.doctor.html.page_of` calls it)."""
+        from .html.pages import report_page  # lazy: matplotlib and jinja2 load only when a report is drawn
+
+        return report_page(self, title)
+
     def to_html(self, path: str | os.PathLike[str] = "doctor.html", *, title: str | None = None) -> Path:
         """Write the report as one self-contained HTML page (loss curve with the findings marked, per-layer
         heatmaps, each finding with its evidence, fix and FAQ question): :mod:`deepbasics.doctor.html`."""

@@ -179,6 +179,12 @@ class ScriptResult:
         text = json.dumps(_strict(self.to_dict()), indent=2) + "\n"
         return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
+    def _html_page(self, title: str | None) -> Any:
+        """This result's HTML page (:func:`deepbasics.doctor.html.page_of` calls it)."""
+        from .html.pages import script_page  # lazy: matplotlib and jinja2 load only when a report is drawn
+
+        return script_page(self, title)
+
     def to_html(self, path: str | os.PathLike[str] = "doctor.html", *, title: str | None = None) -> Path:
         """Write the outcome as one self-contained HTML page (the script's exit status, and per watched model the
         loss curve, per-layer heatmaps and findings): :mod:`deepbasics.doctor.html`. Returns the path."""

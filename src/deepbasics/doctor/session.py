@@ -351,6 +351,12 @@ class DoctorSession:
             out["distributed"] = distributed
         return out
 
+    def _html_page(self, title: str | None) -> Any:
+        """This result's HTML page (:func:`deepbasics.doctor.html.page_of` calls it)."""
+        from .html.pages import session_page  # lazy: matplotlib and jinja2 load only when a report is drawn
+
+        return session_page(self, title)
+
     def to_html(self, path: str | os.PathLike[str] = "doctor.html", *, title: str | None = None) -> Path:
         """Write the findings, the loss curve and the per-layer panels as one self-contained HTML file (drawn from
         the records kept; no extra cost while training): :mod:`deepbasics.doctor.html`. Returns the path."""

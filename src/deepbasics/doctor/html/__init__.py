@@ -32,7 +32,7 @@ from typing import Any
 
 from ..._checks import fail
 from ..._files import atomic_write
-from .pages import Page, repair_page, report_page, script_page, session_page
+from .pages import Page
 
 __all__ = ["Page", "page_of", "render_html", "write_html"]
 
@@ -42,27 +42,22 @@ _EXPECTED = "a DoctorSession, ScriptResult, Report (diagnose) or RepairResult (r
 
 
 def page_of(result: Any, *, title: str | None = None) -> Page:
-    """The :class:`~.pages.Page` of a doctor result (its figures drawn); ``title`` overrides the heading."""
-    from ..report import Report
-    from ..session import DoctorSession
+    """The :class:`~.pages.Page` of a doctor result (its figures drawn); ``title`` overrides the heading.
 
+    Each result class names its own page builder (``_html_page``, one of :mod:`.pages`' functions): this package
+    depends on no result class, so the results can import it without an import cycle."""
     if title is not None and not isinstance(title, str):
         raise fail(TypeError, "title", "a string or None", type(title).__name__, 'Pass e.g. title="my run".')
-    if isinstance(result, DoctorSession):
-        return session_page(result, title)
-    if isinstance(result, Report):
-        return report_page(result, title)
-    from ..script import ScriptResult
-
-    if isinstance(result, ScriptResult):
-        return script_page(result, title)
-    if type(result).__name__ == "RepairResult":  # avoid importing repair's machinery for the other kinds
-        from ..repairing import RepairResult
-
-        if isinstance(result, RepairResult):
-            return repair_page(result, title)
-    raise fail(TypeError, "result", _EXPECTED, type(result).__name__,
-               "Pass what watch(), deepbasics.doctor.script.run_script, diagnose() or repair() returned.")  # fmt: skip
+    build = getattr(type(result), "_html_page", None)
+    if build is None:
+        raise fail(
+            TypeError,
+            "result",
+            _EXPECTED,
+            type(result).__name__,
+            "Pass what watch(), deepbasics.doctor.script.run_script, diagnose() or repair() returned.",
+        )
+    return build(result, title)
 
 
 def render_html(result: Any, *, title: str | None = None) -> str:

@@ -154,7 +154,7 @@ def _questions(runs: Sequence[RunView]) -> tuple[list[dict[str, Any]], list[str]
 def _now() -> str:
     import torch
 
-    from ... import __version__
+    from ..._version import __version__
 
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"{stamp} · deepbasics {__version__} · torch {torch.__version__} · Python {platform.python_version()}"
