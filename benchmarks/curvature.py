@@ -34,8 +34,10 @@ counted by wrapping ``pyhessian.hessian.hessian_vector_product``.
 Stopping-rule calibration (ours only, printed per model): achieved relative error / tol and the HVPs used against
 the *oracle*, the first Lanczos step whose Ritz values are within tol of the dense eigenvalues (same start vector):
 what a rule that knew the answer would have paid. ``--rules`` compares the residual rule (|lambda - theta| <= r,
-used) with the gap rule (|lambda - theta| <= r^2 / gap, gap estimated from the other Ritz values) on the dense
-Hessians of random small networks: how often each stops with an error above tol, and at what cost.
+used) with the gap rule (|lambda - theta| <= r^2 / gap, gap estimated from the other Ritz values), the change rule
+(the Ritz values moved by less than tol since the last step: the test of power iteration) and the gap rule guarded by
+r <= 3 tol, on the dense Hessians of random small networks: how often each stops with an error above tol, and at what
+cost.
 
 PyHessian 0.1 (``pip install --no-deps pyhessian``; the ``bench`` extra) works unchanged with torch 2.13 for
 ``eigenvalues`` and ``trace``; the only accommodation is ``tol=-inf`` above. Without it, the comparison columns
@@ -537,12 +539,19 @@ def gap_bounds(theta: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
     return torch.where(delta > 0, sharper, residuals)
 
 
+#: The rules compared by ``--rules``: the residual bound (used), the gap bound (Kato-Temple with the gap estimated from
+#: the other Ritz values), the change of the wanted Ritz values since the previous step (what power iteration's
+#: tolerance, PyHessian's included, tests), the gap bound guarded by a residual of at most 3 tol, and the oracle.
+RULES = ("residual", "gap", "change", "gap, residual <= 3 tol", "oracle")
+
+
 def stopping_steps(h: torch.Tensor, exact: torch.Tensor, which: str, k: int, start_seed: int) -> dict:
-    """{rule: (steps, whether the wanted values were then within tol)} for the residual and gap rules and the
-    oracle (the first step within tol), from one Lanczos run on the dense ``h``."""
+    """{rule: (steps, whether the wanted values were then within tol)} for each of :data:`RULES`, from one Lanczos
+    run on the dense ``h``."""
     truth = exact[-k:] if which == "largest" else exact[:k]
     floor = resolution_floor(torch.float64) * float(exact.abs().max())
     decided: dict[str, tuple[int, bool]] = {}
+    previous: list[torch.Tensor] = []
 
     def decide(d) -> bool:
         theta, _, residuals = d.ritz()
@@ -553,16 +562,21 @@ def stopping_steps(h: torch.Tensor, exact: torch.Tensor, which: str, k: int, sta
         allowed = torch.clamp(ACCURACY / (1 + ACCURACY) * theta[idx].abs(), min=floor)
         error = (theta[idx] - truth).abs()
         correct = bool((error <= torch.clamp(ACCURACY * truth.abs(), min=floor)).all())
-        for rule, bound in (("residual", residuals[idx]), ("gap", gap_bounds(theta, residuals)[idx])):
+        gap = gap_bounds(theta, residuals)[idx]
+        change = (theta[idx] - previous[-1]).abs() if previous else torch.full_like(allowed, math.inf)
+        guarded = torch.where(residuals[idx] <= 3 * allowed, gap, torch.full_like(gap, math.inf))
+        previous.append(theta[idx].clone())
+        bounds = {"residual": residuals[idx], "gap": gap, "change": change, "gap, residual <= 3 tol": guarded}
+        for rule, bound in bounds.items():
             if rule not in decided and bool((bound <= allowed).all()):
                 decided[rule] = (m, correct)
         if "oracle" not in decided and correct:
             decided["oracle"] = (m, True)
-        return len(decided) == 3
+        return len(decided) == len(RULES)
 
     start = torch.randn(h.shape[0], generator=torch.Generator().manual_seed(start_seed), dtype=torch.float64)
     last = lanczos(lambda v: h @ v, start, h.shape[0], stop=decide)
-    return {rule: decided.get(rule, (last.num_steps, True)) for rule in ("residual", "gap", "oracle")}
+    return {rule: decided.get(rule, (last.num_steps, True)) for rule in RULES}
 
 
 def rules(networks: int, starts: int) -> None:
@@ -583,7 +597,7 @@ def rules(networks: int, starts: int) -> None:
     print(f"stopping rules on {networks} random small networks x {starts} start vectors, tol {ACCURACY:g} (float64):")
     for (which, k, rule), (failures, cases, steps) in sorted(tally.items()):
         share = f"{failures:>3}/{cases} ({failures / cases:.0%})"
-        print(f"  {which:<8} k={k} {rule:<9} error above tol in {share}, mean steps {steps / cases:.1f}")
+        print(f"  {which:<8} k={k} {rule:<22} error above tol in {share}, mean steps {steps / cases:.1f}")
 
 
 def main() -> None:
