@@ -67,15 +67,19 @@ class FirstSteps:
         return len(self._backwards) >= self.limit
 
     def attach(self) -> None:
-        """Hook the submodules for the next training forward and the weights for the next backward passes."""
+        """Hook the submodules for the next training forward (then the weights, for the next backward passes)."""
         if self._fwd_handles or self._grad_handles:
             return
         for name, module in self.model.named_modules():
             if module is not self.model:
                 self._fwd_handles.append(module.register_forward_hook(partial(self._on_output, name)))
         self._fwd_handles.append(self.model.register_forward_hook(self._on_root_output))
+
+    def _arm_grads(self) -> None:
+        """Hook every trainable weight (>= 2-D) for the next backward passes: after the first forward, when the
+        parameters of lazy modules (``nn.LazyLinear``) have their shapes."""
         for name, param in self.model.named_parameters():
-            if param.requires_grad and param.dim() >= 2:
+            if param.requires_grad and not nn.parameter.is_lazy(param) and param.dim() >= 2:
                 self._grad_handles.append(param.register_post_accumulate_grad_hook(partial(self._on_grad, name)))
 
     def detach(self) -> None:
@@ -115,9 +119,11 @@ class FirstSteps:
 
     def _on_root_output(self, module: nn.Module, args: Any, output: Any) -> None:
         """The first training forward is over: stop watching outputs (safe inside a hook: ``Module.__call__``
-        iterates over a copy of its hooks)."""
+        iterates over a copy of its hooks) and watch the weights' gradients."""
         if torch.is_grad_enabled():
             self._drop_forward_hooks()
+            if not self._grad_handles and not self._backwards:
+                self._arm_grads()
 
     def _on_grad(self, name: str, param: torch.Tensor) -> None:
         if self._full:
