@@ -13,7 +13,7 @@ from torch import nn
 
 from deepbasics.doctor import thresholds as T
 from deepbasics.doctor.detectors.gradients import exploding_at_start
-from deepbasics.doctor.firststeps import FIRST_BACKWARDS, FirstSteps
+from deepbasics.doctor.firststeps import FIRST_BACKWARDS, MAX_CALLS, FirstSteps
 from deepbasics.doctor.script import run_script
 
 
@@ -71,6 +71,15 @@ def test_probe_records_recurrent_time_steps_and_removes_its_hooks():
     assert probe.result()["time_steps"]["rnn"] == pytest.approx(expected.tolist(), rel=1e-6)
     probe.detach()
     assert not rnn._forward_hooks and all(not p._post_accumulate_grad_hooks for p in rnn.parameters())
+
+
+def test_probe_stops_watching_a_model_whose_root_never_runs():
+    model = nn.Sequential(nn.Linear(2, 2))
+    probe = FirstSteps(model)
+    probe.attach()
+    for _ in range(MAX_CALLS + 5):
+        model[0](torch.randn(1, 2))  # the submodule alone, never the root
+    assert len(probe.result()["forward"]) == MAX_CALLS and not model[0]._forward_hooks
 
 
 def _first_steps(ratio=1.0, forward=(1.0, 2.0, 1.5), time=None, grad="finite"):

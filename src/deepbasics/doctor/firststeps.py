@@ -33,11 +33,14 @@ from torch import nn
 
 from ..probe.hooks import first_tensor
 
-__all__ = ["FIRST_BACKWARDS", "FirstSteps"]
+__all__ = ["FIRST_BACKWARDS", "MAX_CALLS", "FirstSteps"]
 
 #: Backward passes whose weight gradients are recorded (the untrained model's, and two more: enough to see a
 #: run that overflows at its second or third step, and few enough to cost nothing afterwards).
 FIRST_BACKWARDS = 3
+#: Module calls recorded at most: a model whose root is never called (its submodules run directly) would otherwise
+#: be watched forever; a recurrent cell in a loop over 1,000 steps with a few submodules stays below it.
+MAX_CALLS = 4096
 
 
 def _rms(y: torch.Tensor) -> torch.Tensor:
@@ -65,6 +68,11 @@ class FirstSteps:
     def done(self) -> bool:
         """Whether the backward passes to record have begun (read after a pass: the gradient hooks can go)."""
         return len(self._backwards) >= self.limit
+
+    @property
+    def hooked(self) -> bool:
+        """Whether some hook is still installed."""
+        return bool(self._fwd_handles or self._grad_handles)
 
     def attach(self) -> None:
         """Hook the submodules for the next training forward (then the weights, for the next backward passes)."""
@@ -104,6 +112,10 @@ class FirstSteps:
         try:
             y = first_tensor(output)
             if y is None or not y.is_floating_point() or y.numel() == 0:
+                return
+            if len(self._forward) >= MAX_CALLS:
+                self._drop_forward_hooks()
+                self._arm_grads()
                 return
             calls = self._calls.get(name, 0)
             self._calls[name] = calls + 1

@@ -182,7 +182,7 @@ class Recorder:
             self.losswatch.on_backward()
         if self.num_steps % self.layer_every == 0:
             self._arm_sampler()
-        if self.num_steps <= self.first.limit + 1 and self.first.done:
+        if self.first.done and self.first.hooked:  # its backward passes are recorded: no hook left on the weights
             self.first.detach()
         if isinstance(loss, torch.Tensor) and self.graphscan.scanned < SCAN_LOSSES:
             self.graphscan.on_loss(loss)
