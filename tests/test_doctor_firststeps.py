@@ -179,3 +179,32 @@ def test_a_log_of_zero_is_not_called_exploding(tmp_path):
     result = run_script(path)
     assert result.status == "nonfinite"
     assert "exploding_gradient" not in {f.code for f in result.findings}, [str(f) for f in result.findings]
+
+
+LAZY_MANUAL = """
+import torch
+from torch import nn
+torch.manual_seed(1)
+model = nn.Sequential(*[m for _ in range(8) for m in (nn.LazyLinear(64), nn.ReLU())], nn.Linear(64, 1))
+model(torch.randn(2, 20))  # materializes the lazy layers
+for m in model:
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, std=1.0)  # ~11x He's std for fan_in 64: ~8x per layer
+x = torch.randn(128, 20); y = x[:, :1] * 2
+for step in range(30):
+    loss = ((model(x) - y) ** 2).mean()
+    model.zero_grad()
+    loss.backward()
+    with torch.no_grad():  # manual SGD, no optimizer object
+        for p in model.parameters():
+            p -= 1e-3 * p.grad
+"""
+
+
+def test_a_lazy_model_updated_by_hand_is_watched_and_its_explosion_named(tmp_path):
+    path = tmp_path / "lazy.py"
+    path.write_text(textwrap.dedent(LAZY_MANUAL), encoding="utf-8")
+    result = run_script(path)  # a lazy module's uninitialized parameters once crashed the script watcher
+    assert result.status == "nonfinite"
+    errors = [f for f in result.findings if f.code == "exploding_gradient" and f.severity.value == "error"]
+    assert errors, [str(f) for f in result.findings]
