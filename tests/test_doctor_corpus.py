@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import itertools
 import json
 import math
 import re
@@ -366,6 +367,22 @@ for _name, _spec in LEARNS.items():
     check(_name)(_learns_check(_name, *_spec))
 
 
+@check("healthy_val_wine_sgd")
+def _(seed):
+    obs = observe("healthy_val_wine_sgd", seed)
+    assert_learns(obs, 0.3)
+    val = printed(obs, "val loss")
+    assert val[-1] < 0.4 * val[0]  # measured 0.67-0.77 -> 0.06-0.18 in 10 epochs
+
+
+@check("healthy_val_diabetes_huber")
+def _(seed):
+    obs = observe("healthy_val_diabetes_huber", seed)
+    assert all_finite(obs)
+    val = printed(obs, "val loss")
+    assert val[-1] < 0.95 * val[0]  # standardized targets: 0.27-0.29 -> ~0.23 (R^2 ~ 0.5 is this data's level)
+
+
 @check("healthy_mlp_digits")
 def _(seed):
     obs = observe("healthy_mlp_digits", seed)
@@ -620,6 +637,47 @@ def _(seed):
     assert obs.backward_losses()[1] > 10 * obs.backward_losses()[0]
 
 
+@check("broken_exploding_irnn_loop")
+def _(seed):
+    obs = observe("broken_exploding_irnn_loop", seed)
+    model = obs.roots[0]
+    w_rec = obs.first_values[id(model.cell.rec.weight)]  # the recurrent matrix before the first update
+    assert float(torch.linalg.eigvals(w_rec.double()).abs().max()) > 1.4  # spectral radius 1.5: growth per step
+    # targets in [0.5, 1.5]: a sane first MSE is below 1; 1.5^50 growth gives ~7e16 (measured)
+    assert obs.backward_losses()[0] > 1e6
+    assert max(obs.steps[0]["grads"]) > 1e6  # the first gradient (measured ~1e17 on the recurrent matrix)
+    assert first_nonfinite(obs.backward_losses()) is not None and first_nonfinite(obs.backward_losses()) < 5
+
+
+@check("broken_exploding_resmlp_noscale")
+def _(seed):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Full backward hook is firing")
+        obs = observe("broken_exploding_resmlp_noscale", seed, grad_flow=True)
+    flow = _linear_grad_flow(obs, 0)
+    assert flow[0] > 1e4 * flow[-1]  # ||dL/d out|| grows ~2x per block towards the input (measured ~1e9x)
+    assert obs.backward_losses()[0] > 1e3  # cross-entropy of an untrained 10-class model is ~2.3 (measured ~3e9)
+    assert first_nonfinite(obs.backward_losses()) is not None and first_nonfinite(obs.backward_losses()) < 5
+
+
+@check("broken_exploding_deep_cnn")
+def _(seed):
+    obs = observe("broken_exploding_deep_cnn", seed)
+    model = obs.roots[0]
+    x = obs.inputs[0]
+    with torch.no_grad():  # the untrained model's activations, layer by layer, from the recorded initial weights
+        h, rms = x, []
+        for m in model:
+            if isinstance(m, nn.Conv2d):
+                h = F.conv2d(h, obs.first_values[id(m.weight)], obs.first_values[id(m.bias)], padding=m.padding)
+                rms.append(float(h.pow(2).mean().sqrt()))
+            elif isinstance(m, nn.ReLU):
+                h = torch.relu(h)
+    assert rms[-1] > 1e4 * rms[0]  # the signal grows ~6x per convolution (measured ~1e7 over 10)
+    assert obs.backward_losses()[0] > 1e3  # an untrained 10-class model's cross-entropy is ~2.3
+    assert first_nonfinite(obs.backward_losses()) is not None and first_nonfinite(obs.backward_losses()) < 5
+
+
 @check("broken_vanishing_sigmoid")
 def _(seed):
     with warnings.catch_warnings():
@@ -739,6 +797,26 @@ def _(seed):
     best = val.index(min(val))
     assert best < len(val) // 2 and val[-1] > 1.2 * min(val)  # the validation loss climbs from an early minimum
     assert tail(train) < 0.01 * min(val)  # while the training loss goes to ~0
+
+
+@check("broken_overfit_cancer_labelnoise")
+def _(seed):
+    obs = observe("broken_overfit_cancer_labelnoise", seed)
+    val, train = obs.val_losses(), obs.train_losses()
+    best = val.index(min(val))
+    assert best < len(val) // 4 and val[-1] > 2 * min(val)  # measured: minimum by epoch 12, then 1.9-5x by epoch 60
+    assert tail(train) < 0.1 * min(val)  # the flipped training labels are memorized (measured ~1e-3)
+
+
+@check("broken_overfit_digits_tiny_train")
+def _(seed):
+    obs = observe("broken_overfit_digits_tiny_train", seed)
+    val, train = obs.val_losses(), obs.train_losses()
+    best = val.index(min(val))
+    rise = val[best:]
+    assert best < len(val) // 4 and val[-1] > 1.05 * min(val)  # measured +8% to +26% from a minimum at step 40-70
+    assert all(b > a for a, b in itertools.pairwise(rise))  # and it rises at every evaluation after
+    assert tail(train) < 0.05 * min(val)  # while the 60 training images are memorized (~0.003 at step 400)
 
 
 @check("broken_labels_shuffled")

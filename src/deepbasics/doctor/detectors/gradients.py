@@ -19,7 +19,17 @@ input-most and output-most weight layers:
 - ``exploding_gradient`` (warning; error with inf/nan gradients elsewhere): ``g_first / g_last > EXPLODING_RATIO``,
   or a layer whose median update ||dW|| / ||W|| exceeds ``EXPLODING_UPDATE_RATIO`` (each step moves the layer by
   more than its own size), or the total gradient norm grows by ``GRADIENT_GROWTH`` between the first and last
-  windows of recorded steps (FAQ Q3.3.d).
+  windows of recorded steps (FAQ Q3.3.d);
+- ``exploding_gradient`` at the start (error): the run turned inf/nan and its first steps
+  (:mod:`deepbasics.doctor.firststeps`) show explosive growth -- the untrained model's first backward gave a weight
+  a gradient ``||dL/dW|| >= EXPLOSION_GRADIENT_RATIO * ||W||``, or its first forward grew the signal's RMS by
+  ``EXPLOSION_FORWARD_GROWTH`` or more from one module call to a later one, or from one time step of a recurrent
+  layer to a later one. The overflow is then the end of a geometric growth through depth or time, not an exp or a
+  log of a value at the edge of its range (``naive_softmax``, ``nonfinite``), and not a learning rate that makes
+  a sane first gradient overshoot (``diverging_loss``: its first step looks healthy). Limits: the evidence is the
+  first forward and the first three backward passes only -- gradients that grow during training and overflow late
+  are left to the growth-over-time rule (while finite) and to ``diverging_loss``; and a run that stays finite is
+  never judged by this rule.
 """
 
 from __future__ import annotations
@@ -34,7 +44,13 @@ from ..records import RunTrace
 from ._stats import finite_prefix, median, pairs_series, present, window_length
 from .registry import detector
 
-__all__ = ["exploding_gradient", "gradient_profile", "vanishing_gradient", "vanishing_through_time"]
+__all__ = [
+    "exploding_at_start",
+    "exploding_gradient",
+    "gradient_profile",
+    "vanishing_gradient",
+    "vanishing_through_time",
+]
 
 Records = Mapping[str, Mapping[str, Sequence[float | None]]]
 
@@ -169,6 +185,92 @@ def _total_grad_norms(records: Records, order: Sequence[str], kinds: Mapping[str
     return out
 
 
+def _as_float(value: object) -> float:
+    """A recorded number; JSON keeps inf/nan as the strings "inf"/"nan"."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _largest_rise(values: Sequence[float]) -> tuple[float, int, int]:
+    """``(max_{i<j} v_j / v_i, i, j)`` over the finite positive values (the strongest growth from an earlier point
+    to a later one); ``(1.0, 0, 0)`` when there is none."""
+    best, where, low, low_at = 1.0, (0, 0), math.inf, 0
+    for j, v in enumerate(values):
+        if not (math.isfinite(v) and v > 0):
+            continue
+        if low < math.inf and v / low > best:
+            best, where = v / low, (low_at, j)
+        if v < low:
+            low, low_at = v, j
+    return best, where[0], where[1]
+
+
+def exploding_at_start(first_steps: Mapping[str, object], *, went_nonfinite: bool) -> list[Finding]:
+    """``exploding_gradient`` (error) for a run that turned inf/nan after its first steps grew explosively (module
+    docstring). ``first_steps``: ``RunTrace.first_steps``; ``went_nonfinite``: a loss, gradient or activation of the
+    run was inf/nan."""
+    if not went_nonfinite or not first_steps:
+        return []
+    evidence: dict[str, object] = {}
+    reasons: list[str] = []
+    where: list[str] = []  # where the signal grows first (modules), then the weights with the largest gradients
+    weights: list[str] = []
+    backwards = first_steps.get("backwards") or []
+    if backwards:
+        ratios = {}
+        for name, (g, w) in dict(backwards[0]).items():
+            g, w = _as_float(g), _as_float(w)
+            if math.isfinite(g) and math.isfinite(w) and w > 0:
+                ratios[name] = g / w
+        big = {n: r for n, r in sorted(ratios.items(), key=lambda kv: -kv[1]) if r >= T.EXPLOSION_GRADIENT_RATIO}
+        if big:
+            top = next(iter(big))
+            evidence["first_gradient_over_weight"] = big
+            weights = list(big)[:3]
+            reasons.append(f"the first gradient of {top} was {big[top]:.3g} times the weight's own norm")
+    calls = [(str(k), _as_float(v)) for k, v in first_steps.get("forward") or []]
+    rise, i, j = _largest_rise([v for _, v in calls])
+    if rise >= T.EXPLOSION_FORWARD_GROWTH:
+        evidence["forward_rms_growth"] = {"from": calls[i][0], "to": calls[j][0], "factor": rise}
+        where.append(calls[j][0].split("#")[0])
+        reasons.append(
+            f"the first forward's output RMS grew {rise:.3g}-fold from {calls[i][0]} ({calls[i][1]:.3g}) to "
+            f"{calls[j][0]} ({calls[j][1]:.3g})"
+        )
+    for call, per_step in dict(first_steps.get("time_steps") or {}).items():
+        values = [_as_float(v) for v in per_step]
+        rise, i, j = _largest_rise(values)
+        if rise >= T.EXPLOSION_FORWARD_GROWTH:
+            rate = rise ** (1.0 / (j - i))
+            evidence.setdefault("time_step_rms_growth", {})[call] = {"from_step": i, "to_step": j, "factor": rise,
+                                                                      "per_step": rate}  # fmt: skip
+            where.append(call.split("#")[0])
+            reasons.append(
+                f"the output RMS of {call} grew {rise:.3g}-fold from time step {i} to {j} ({rate:.3g}x per step)"
+            )
+    if not reasons:
+        return []
+    detail = "The run turned inf/nan after explosive growth at its first steps: " + "; ".join(reasons) + "."
+    where = list(dict.fromkeys(where + weights))
+    return [make_finding("exploding_gradient", Severity.ERROR, tuple(where), evidence, detail=detail, step=0)]
+
+
+def _run_went_nonfinite(trace: RunTrace) -> bool:
+    """Whether a recorded loss, layer statistic or first-step norm is inf/nan."""
+    if any(not math.isfinite(v) for _, v in trace.losses):
+        return True
+    for rec in trace.layers.values():
+        for metric, values in rec.items():
+            if metric != "step" and any(v is not None and not math.isfinite(_as_float(v)) for v in values):
+                return True
+    for rec in trace.first_steps.get("backwards") or []:
+        if any(not math.isfinite(_as_float(v)) for pair in dict(rec).values() for v in pair):
+            return True
+    return bool(trace.static is not None and trace.static.nonfinite)
+
+
 @detector("gradients", codes=("vanishing_gradient",), needs=("layers",))
 def _vanishing_gradient(trace: RunTrace) -> list[Finding]:
     return vanishing_gradient(trace.layers, trace.order, trace.kinds)
@@ -182,3 +284,8 @@ def _vanishing_through_time(trace: RunTrace) -> list[Finding]:
 @detector("gradients", codes=("exploding_gradient",), needs=("layers",))
 def _exploding_gradient(trace: RunTrace) -> list[Finding]:
     return exploding_gradient(trace.layers, trace.order, trace.kinds)
+
+
+@detector("gradients", codes=("exploding_gradient",), needs=("first_steps",))
+def _exploding_at_start(trace: RunTrace) -> list[Finding]:
+    return exploding_at_start(trace.first_steps, went_nonfinite=_run_went_nonfinite(trace))
