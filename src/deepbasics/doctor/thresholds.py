@@ -97,7 +97,12 @@ RISING_TREND = 0.3
 #: findings in 30 healthy runs. Healthy main-split runs near the level rule already swing 0.20-0.24, so a threshold
 #: below them rests on the other rules alone. Cost: broken_oscillating_lr is again only a symptom (31/32 named).
 #: The held-out split informed this revert, so it no longer counts as unseen for this constant.
-OSCILLATION_SWING = 0.25
+#: Then raised to 0.35: a healthy Huber regression on the diabetes data in batches of 32
+#: (healthy_val_diabetes_huber, seed 0) sits at its noise floor, 0.6 of its initial loss, with a batch-to-batch
+#: swing of 0.29 -- the noise of 32 noisy targets, not instability -- and met all three rules. The runs this code
+#: must name bounce far more (the zoo's lr-2 logistic regression between 1.4 and 4.9; stability-edge runs 0.3-1.0);
+#: broken_oscillating_lr (0.20) was already below the threshold, a symptom only.
+OSCILLATION_SWING = 0.35
 #: ... and the loss has stalled: the last quarter's median is at least this fraction of the third quarter's (ours).
 STALL_RATIO = 0.9
 #: ... and the loss is still high: at least this fraction of the initial loss (ours: healthy runs that stall with
