@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from deepbasics.probe import LayerStats
-from deepbasics.probe.layer_stats import recorded_step
+from deepbasics.probe.layer_stats import next_recorded, recorded_step
 
 
 def mlp(dropout: float = 0.0, bn: bool = False) -> nn.Sequential:
@@ -124,6 +124,13 @@ def test_recorded_step_thins_by_doubling_after_the_dense_records():
     assert [s for s in range(100) if recorded_step(s, 7)] == list(range(0, 100, 7))  # without dense: plain
     with pytest.raises(ValueError, match="even"):
         LayerStats(mlp(), every=2, dense_records=3)
+
+
+@pytest.mark.parametrize(("every", "dense"), [(1, None), (3, None), (3, 4), (20, 10), (1, 2)])
+def test_next_recorded_is_the_first_recorded_step_from_here(every, dense):
+    recorded = [s for s in range(6000) if recorded_step(s, every, dense)]
+    for step in range(recorded[-1] + 1):
+        assert next_recorded(step, every, dense) == next(s for s in recorded if s >= step)
 
 
 @pytest.mark.parametrize("with_optimizer", [True, False])

@@ -69,6 +69,7 @@ JUDGE_FIRST = 4
 SAMPLE_SIZE = 16
 #: The sentinel is re-chosen (among tensors that hold a gradient) at most on this many first steps.
 REPICK_STEPS = 3
+_FAST_AFTER = max(PROBE_FIRST, REPICK_STEPS)  # global steps before the fast path may be taken
 
 
 def mode_layers(model: nn.Module) -> list[str]:
@@ -274,16 +275,20 @@ class Hygiene:
         if fast is not None and fast.ref() is optimizer and self.failed is None:
             g, s = self._global_steps + 1, self._sentinel_steps
             if (
-                g > max(PROBE_FIRST, REPICK_STEPS)
+                g > _FAST_AFTER
                 and g % COVERAGE_EVERY
                 and self._sentinel_handle is None
                 and fast.post_handle is None
-                and not self.judged(s + 1)
+                and s + 1 >= JUDGE_FIRST  # not self.judged(s + 1), inlined: this runs at every step
+                and (s + 1) % self.probe_every
                 and fast.groups == len(optimizer.param_groups)
             ):
                 fast.steps += 1
                 self._global_steps, self._sentinel_steps = g, s + 1
-                self._count_mode(s)
+                if self.model.training and not self._mode_layers:  # _count_mode(s), its common case inlined
+                    self._train_steps += 1
+                else:
+                    self._count_mode(s)
                 return
         closure = any(callable(a) for a in args[1:]) or callable(kwargs.get("closure"))  # args[0] is the optimizer
         self._step_pre(optimizer, closure)

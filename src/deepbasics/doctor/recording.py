@@ -36,7 +36,7 @@ from torch import nn
 
 from .._checks import fail
 from ..probe import LayerStats
-from ..probe.layer_stats import recorded_step
+from ..probe.layer_stats import next_recorded, recorded_step
 from .firststeps import FirstSteps
 from .graphscan import SCAN_LOSSES, GraphScan, InputMoments
 from .hygiene import Hygiene
@@ -97,6 +97,8 @@ class Recorder:
         self.recurrent = RecurrentProbe(model)
         self.first = FirstSteps(model)
         self._pending: list[tuple[int, torch.Tensor]] = []
+        self._early = True  # the first steps' probes are still on (see _early_step)
+        self._next_sample = 0  # the next step at which the root sampler is armed (record_loss)
         self._prior_layers: dict[str, dict[str, list[Any]]] = {}
         self._prior_steps = 0
         self._attached = False
@@ -191,15 +193,16 @@ class Recorder:
     def record_loss(self, loss: torch.Tensor | float | None) -> int:
         """Count a step; keep ``loss`` (a scalar tensor, without a host sync, or a float). Returns the step index."""
         step = self.num_steps
-        self.num_steps += 1
-        if self.losswatch is not None and self.losswatch.in_pass:
-            self.losswatch.on_backward()
-        if recorded_step(self.num_steps, self.layer_every, self.dense_layer_records):
-            self._arm_sampler()
-        if self.first.done and self.first.hooked:  # its backward passes are recorded: no hook left on the weights
-            self.first.detach()
-        if isinstance(loss, torch.Tensor) and self.graphscan.scanned < SCAN_LOSSES:
-            self.graphscan.on_loss(loss)
+        self.num_steps = step + 1
+        if self._early:  # the first steps' probes still want the loss (this runs at every step: kept lean)
+            self._early_step(loss)
+        watch_losses = self.losswatch
+        if watch_losses is not None and watch_losses.in_pass:
+            watch_losses.on_backward()
+        if step + 1 >= self._next_sample:
+            if recorded_step(step + 1, self.layer_every, self.dense_layer_records):
+                self._arm_sampler()
+            self._next_sample = next_recorded(step + 2, self.layer_every, self.dense_layer_records)
         if loss is not None and step % self.every == 0:
             if isinstance(loss, torch.Tensor):
                 if loss.numel() != 1:
@@ -212,6 +215,15 @@ class Recorder:
             else:
                 self.losses.append((step, float(loss)))
         return step
+
+    def _early_step(self, loss: torch.Tensor | float | None) -> None:
+        """The first steps: the first-steps probe leaves once its backward passes are recorded, the first losses'
+        graphs are scanned (:mod:`.graphscan`); when both are over, :meth:`record_loss` stops calling this."""
+        if self.first.done and self.first.hooked:  # its backward passes are recorded: no hook left on the weights
+            self.first.detach()
+        if isinstance(loss, torch.Tensor) and self.graphscan.scanned < SCAN_LOSSES:
+            self.graphscan.on_loss(loss)
+        self._early = self.first.hooked or self.graphscan.scanned < SCAN_LOSSES
 
     def record_val(self, value: torch.Tensor | float, step: int) -> None:
         """An explicit validation loss; from now on the tapped evaluation passes are not used."""

@@ -39,7 +39,7 @@ from .._checks import check_int, check_module, check_positive, check_real, fail
 from .hooks import FunctionalActivationDetector, Watched, first_tensor, watched_modules
 from .records import StepLog, activation_moments, aggregate_layers, norm_list, summarize
 
-__all__ = ["LayerStats", "recorded_step"]
+__all__ = ["LayerStats", "next_recorded", "recorded_step"]
 
 #: Default ``every``. A recorded step costs about 0.5-0.9 of a plain training step on the small digits MLP of
 #: ``benchmarks/probe_overhead.py`` (~45 small kernels, launch-bound on CPU), so one step in 20 keeps the overhead
@@ -62,6 +62,14 @@ def recorded_step(step: int, every: int, dense_records: int | None = None) -> bo
     if dense_records is None or step < dense_records * every:
         return step % every == 0
     return step % (every << (step // (dense_records * every)).bit_length()) == 0
+
+
+def next_recorded(step: int, every: int, dense_records: int | None = None) -> int:
+    """The first step ``>= step`` that :func:`recorded_step` records, in O(1): the next multiple of the interval in
+    force at ``step``; a window's end ``D 2^(k+1)`` is a multiple of both its interval and the next one."""
+    dense = dense_records * every if dense_records is not None else None
+    interval = every if dense is None or step < dense else every << (step // dense).bit_length()
+    return -(-step // interval) * interval
 
 
 _compiling: Callable[[], bool] = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
@@ -168,6 +176,7 @@ class LayerStats:
         self._log = StepLog()
         self._order: dict[str, None] = {}  # activation keys in order of first call (dict: ordered set)
         self._step = 0  # current step index
+        self._next_at = 0  # the next recorded step (optimizer mode), kept by _on_optimizer_step_end
         self._armed: int | None = None  # the step whose measurements are being taken
         self._fwd_handles: list[Any] = []
         self._grad_handles: list[Any] = []
@@ -184,8 +193,19 @@ class LayerStats:
             self._handles.append(model.register_forward_pre_hook(self._on_root_forward))
             self._handles.append(model.register_forward_hook(self._on_root_forward_end, always_call=True))
         else:
-            self._handles.append(optimizer.register_step_pre_hook(self._on_optimizer_step))
-            self._handles.append(optimizer.register_step_post_hook(self._on_optimizer_step_end))
+            # The hooks run at every step; between recorded steps they only count, without the guard's frames.
+            def pre(optimizer: Any, args: Any, kwargs: Any) -> None:
+                if self._step == self._next_at:
+                    self._on_optimizer_step(optimizer, args, kwargs)
+
+            def post(optimizer: Any, args: Any, kwargs: Any) -> None:
+                if self._armed is None and not self._root_handles and self._step + 1 < self._next_at:
+                    self._step += 1
+                else:
+                    self._on_optimizer_step_end(optimizer, args, kwargs)
+
+            self._handles.append(optimizer.register_step_pre_hook(pre))
+            self._handles.append(optimizer.register_step_post_hook(post))
             self._arm_root()
 
     # ----------------------------------------------------------------------------------------------- hooks
@@ -271,6 +291,8 @@ class LayerStats:
         if self._armed == self._step:
             self._finish_step()
         self._step += 1
+        if self._step > self._next_at:
+            self._next_at = next_recorded(self._step, self.every, self.dense_records)
         if self._due(self._step):
             self._arm_root()
         elif self._root_handles:  # a recorded step without training forward: do not keep watching
