@@ -175,6 +175,14 @@ def _val_curve(best_at, after, end_ratio, noise=0.0, seed=0):
     return [(10 * i, v) for i, v in enumerate([*down, 0.5, *up])]
 
 
+def _plateau_after_rise():
+    """The shape of a healthy run under ReduceLROnPlateau: the minimum, a rise of 6% over 5 points, then 32 points
+    that creep up by 1e-5 each (rank correlation ~1 since the minimum, but no longer rising)."""
+    curve = _val_curve(3, 5, 1.06)
+    step, last = curve[-1]
+    return curve + [(step + 10 * k, last + 1e-5 * k) for k in range(1, 33)]
+
+
 @pytest.mark.parametrize(
     ("name", "val", "fires"),
     [
@@ -185,6 +193,8 @@ def _val_curve(best_at, after, end_ratio, noise=0.0, seed=0):
         ("broken, large: 3x over 12 points (too few for the steady shape)", _val_curve(2, 12, 3.0, noise=0.05), True),
         ("broken, steady through noise: 3x over 30 points", _val_curve(2, 30, 3.0, noise=0.3), True),
         ("steady but only 10 points: not yet", _val_curve(3, 10, 1.4), False),
+        # a schedule cut the learning rate to ~0: +6% over 5 points, then flat (still monotone) for 32 more
+        ("healthy: a small rise, then a plateau", _plateau_after_rise(), False),
     ],
 )
 def test_overfitting_shapes(name, val, fires):

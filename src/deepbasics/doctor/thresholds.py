@@ -135,6 +135,15 @@ OVERFIT_STEADY_POINTS = 15
 #: broken_overfit_cancer_labelnoise 1.00 (GL 185-538%, 107-118 points). Below 15 points a noisy flat curve reaches
 #: rho 0.9 by chance too often (rho of n i.i.d. points ~ N(0, 1/(n - 1)): 0.9 is 3.4 sigma at n = 15).
 OVERFIT_STEADY_RHO = 0.9
+#: ... and still rising at the end: the rise over the second half of the points since the minimum is at least this
+#: fraction of the whole rise (a uniform rise gives 0.5). Added after a run written to test the doctor from outside
+#: (a Huber regression on the diabetes data with ReduceLROnPlateau, seed 2) got a false finding: its validation loss
+#: rose 5.5% in the first epochs after the minimum and then stayed flat once the scheduler had cut the learning rate
+#: to ~0 (rho 1.00 over 37 points of a plateau, late rise 0.01 of the whole). Measured, seeds 0-5: the broken runs
+#: the steady shape finds 0.21-0.38 (broken_overfitting, broken_overfit_digits_tiny_train, held-out
+#: broken_overfit_wine_noise 0.30, broken_overfit_cancer_labelnoise 0.25); healthy runs with 20+ points after their
+#: minimum -0.05-0.39, those whose curve has flattened 0.01-0.08. 0.12 sits between the plateaus and the broken minimum.
+OVERFIT_STILL_RISING = 0.12
 #: overfitting, large shape: GL at least this (the validation loss doubled; ours, issue 14, measured as above).
 #: Healthy runs with a minimum 3+ points before the end: GL at most 44.5% (held-out healthy_compiled_wine seed 1;
 #: healthy_trainer_amp_cancer seed 5 41%, seed 2 18%: the two false findings of the held-out scoring under the old

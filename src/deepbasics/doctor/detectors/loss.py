@@ -235,7 +235,9 @@ def overfitting(train_losses: LossTrace, val_losses: LossTrace) -> list[Finding]
     - **steady**: at least ``OVERFIT_STEADY_POINTS`` validation points after the minimum, rising with time in rank
       order, Spearman ``rho(E_b, ..., E_now) >= OVERFIT_STEADY_RHO``, and ``GL >= GENERALIZATION_LOSS`` (his GL_5).
       This is Prechelt's ``UP_s`` (``s`` successive increases of the validation loss) made robust to a single dip
-      of a noisy curve: ``rho = 1`` is ``UP_s`` over every point since the minimum.
+      of a noisy curve: ``rho = 1`` is ``UP_s`` over every point since the minimum. The rise must also go on: the
+      second half of the points since the minimum holds at least ``OVERFIT_STILL_RISING`` of it (a curve that rose a
+      little and went flat when a schedule cut the learning rate to ~0 has rho ~1 too).
 
     Why not GL_5 alone: Prechelt's criteria decide *when to stop*, not whether a run is broken. Healthy runs of the
     corpus (validated every epoch on 30-120 examples, cross-entropy) end 18-45% above their best validation loss
@@ -266,8 +268,14 @@ def overfitting(train_losses: LossTrace, val_losses: LossTrace) -> list[Finding]
     wander = median([abs(b - a) for a, b in itertools.pairwise(since)])
     significance = (current - best) / wander if wander > 0 else math.inf
     trend = spearman(since)
+    late = (current - since[len(since) // 2]) / (current - best) if current > best else 0.0
     large = gl >= T.OVERFIT_GL and significance >= T.OVERFIT_SIGNIFICANCE
-    steady = after >= T.OVERFIT_STEADY_POINTS and trend >= T.OVERFIT_STEADY_RHO and gl >= T.GENERALIZATION_LOSS
+    steady = (
+        after >= T.OVERFIT_STEADY_POINTS
+        and trend >= T.OVERFIT_STEADY_RHO
+        and gl >= T.GENERALIZATION_LOSS
+        and late >= T.OVERFIT_STILL_RISING
+    )
     if not (large or steady):
         return []
     finite_train = [(s, v) for s, v in zip(train.steps, train.values, strict=True) if math.isfinite(v)]
@@ -287,6 +295,7 @@ def overfitting(train_losses: LossTrace, val_losses: LossTrace) -> list[Finding]
         "generalization_loss_percent": gl,
         "rise_over_noise": significance,
         "rise_rank_trend": trend,
+        "late_rise_fraction": late,
         "points_since_best": after,
         "train_loss_at_best": train_then,
         "train_loss_now": train_now,
