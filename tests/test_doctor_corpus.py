@@ -790,33 +790,32 @@ def _(seed):
     assert torch.sigmoid(torch.tensor(obs.outputs[end])) == 1.0
 
 
-@check("broken_overfitting")
-def _(seed):
-    obs = observe("broken_overfitting", seed)
+def overfits(name: str, seed: int, *, parts: int, rise: float, memorized: float) -> list[float]:
+    """The measurement behind every overfitting script: the validation loss is lowest within the first ``1/parts``
+    of its evaluations and ends above ``rise`` times that minimum, while the training loss ends below ``memorized``
+    times it (the training set is being memorized). Returns the validation losses from the minimum on."""
+    obs = observe(name, seed)
     val, train = obs.val_losses(), obs.train_losses()
     best = val.index(min(val))
-    assert best < len(val) // 2 and val[-1] > 1.2 * min(val)  # the validation loss climbs from an early minimum
-    assert tail(train) < 0.01 * min(val)  # while the training loss goes to ~0
+    assert best < len(val) // parts and val[-1] > rise * min(val)  # the validation loss climbs from an early minimum
+    assert tail(train) < memorized * min(val)  # while the training loss goes towards 0
+    return val[best:]
+
+
+@check("broken_overfitting")
+def _(seed):
+    overfits("broken_overfitting", seed, parts=2, rise=1.2, memorized=0.01)
 
 
 @check("broken_overfit_cancer_labelnoise")
-def _(seed):
-    obs = observe("broken_overfit_cancer_labelnoise", seed)
-    val, train = obs.val_losses(), obs.train_losses()
-    best = val.index(min(val))
-    assert best < len(val) // 4 and val[-1] > 2 * min(val)  # measured: minimum by epoch 12, then 1.9-5x by epoch 60
-    assert tail(train) < 0.1 * min(val)  # the flipped training labels are memorized (measured ~1e-3)
+def _(seed):  # measured: minimum by epoch 12, then 1.9-5x by epoch 60; flipped labels memorized (~1e-3)
+    overfits("broken_overfit_cancer_labelnoise", seed, parts=4, rise=2.0, memorized=0.1)
 
 
 @check("broken_overfit_digits_tiny_train")
-def _(seed):
-    obs = observe("broken_overfit_digits_tiny_train", seed)
-    val, train = obs.val_losses(), obs.train_losses()
-    best = val.index(min(val))
-    rise = val[best:]
-    assert best < len(val) // 4 and val[-1] > 1.05 * min(val)  # measured +8% to +26% from a minimum at step 40-70
-    assert all(b > a for a, b in itertools.pairwise(rise))  # and it rises at every evaluation after
-    assert tail(train) < 0.05 * min(val)  # while the 60 training images are memorized (~0.003 at step 400)
+def _(seed):  # measured +8% to +26% from a minimum at step 40-70; the 60 training images memorized (~0.003)
+    rise = overfits("broken_overfit_digits_tiny_train", seed, parts=4, rise=1.05, memorized=0.05)
+    assert all(b > a for a, b in itertools.pairwise(rise))  # and it rises at every evaluation after the minimum
 
 
 @check("broken_labels_shuffled")
@@ -936,11 +935,7 @@ def _(seed):
 
 @check("heldout/broken_overfit_wine_noise")
 def _(seed):
-    obs = observe("heldout/broken_overfit_wine_noise", seed)
-    val, train = obs.val_losses(), obs.train_losses()
-    best = val.index(min(val))
-    assert best < len(val) // 4 and val[-1] > 1.1 * min(val)  # the validation loss climbs from an early minimum
-    assert tail(train) < 0.01 * min(val)  # while the training loss goes to ~0
+    overfits("heldout/broken_overfit_wine_noise", seed, parts=4, rise=1.1, memorized=0.01)
 
 
 @check("heldout/broken_transformer_adam_tiny_lr")
