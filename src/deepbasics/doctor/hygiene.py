@@ -279,16 +279,12 @@ class Hygiene:
                 and g % COVERAGE_EVERY
                 and self._sentinel_handle is None
                 and fast.post_handle is None
-                and s + 1 >= JUDGE_FIRST  # not self.judged(s + 1), inlined: this runs at every step
-                and (s + 1) % self.probe_every
+                and not self.judged(s + 1)
                 and fast.groups == len(optimizer.param_groups)
             ):
                 fast.steps += 1
                 self._global_steps, self._sentinel_steps = g, s + 1
-                if self.model.training and not self._mode_layers:  # _count_mode(s), its common case inlined
-                    self._train_steps += 1
-                else:
-                    self._count_mode(s)
+                self._count_mode(s)
                 return
         closure = any(callable(a) for a in args[1:]) or callable(kwargs.get("closure"))  # args[0] is the optimizer
         self._step_pre(optimizer, closure)
