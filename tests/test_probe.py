@@ -128,9 +128,19 @@ def test_recorded_step_thins_by_doubling_after_the_dense_records():
 
 @pytest.mark.parametrize(("every", "dense"), [(1, None), (3, None), (3, 4), (20, 10), (1, 2)])
 def test_next_recorded_is_the_first_recorded_step_from_here(every, dense):
-    recorded = [s for s in range(6000) if recorded_step(s, every, dense)]
+    # the schedule written out independently: multiples of `every` below D = dense * every, then in each window
+    # [D 2^k, D 2^(k+1)) the multiples of every * 2^(k+1)
+    if dense is None:
+        recorded = list(range(0, 6000, every))
+    else:
+        start = dense * every
+        recorded = list(range(0, start, every))
+        for k in range(12):
+            recorded += list(range(start << k, start << (k + 1), every << (k + 1)))
+    recorded = [s for s in recorded if s < 6000]
     for step in range(recorded[-1] + 1):
         assert next_recorded(step, every, dense) == next(s for s in recorded if s >= step)
+    assert [s for s in range(recorded[-1] + 1) if recorded_step(s, every, dense)] == recorded
 
 
 @pytest.mark.parametrize("with_optimizer", [True, False])

@@ -59,9 +59,7 @@ def recorded_step(step: int, every: int, dense_records: int | None = None) -> bo
     long, while a short run is sampled exactly as without ``dense_records``. A pure function of the step, so a
     pre-hook and a post-hook of the same step always agree (and a resumed count gives the same steps).
     """
-    if dense_records is None or step < dense_records * every:
-        return step % every == 0
-    return step % (every << (step // (dense_records * every)).bit_length()) == 0
+    return next_recorded(step, every, dense_records) == step
 
 
 def next_recorded(step: int, every: int, dense_records: int | None = None) -> int:
@@ -293,7 +291,7 @@ class LayerStats:
         self._step += 1
         if self._step > self._next_at:
             self._next_at = next_recorded(self._step, self.every, self.dense_records)
-        if self._due(self._step):
+        if self._step == self._next_at:
             self._arm_root()
         elif self._root_handles:  # a recorded step without training forward: do not keep watching
             _remove_all(self._root_handles)
