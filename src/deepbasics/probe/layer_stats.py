@@ -13,10 +13,10 @@ backward that follows, and ``||Δw||`` compares the weights with those at the ne
 *training forward* is a call of the root module with ``model.training`` and gradients enabled: evaluation
 passes (``model.eval()``, ``torch.no_grad()``) are neither counted nor recorded. ``every=k`` records steps
 ``0, k, 2k, ...`` (with ``dense_records=d``, only the first ``d`` of them: see :func:`recorded_step`); on the other
-steps no module hook is installed at all (with an optimizer only its two step
-hooks run, without one the root module's two forward hooks), which is what keeps the overhead low
-(``benchmarks/probe_overhead.py``). A recorded step's numbers are stacked into one tensor per dtype when the step
-ends, rather than one small tensor per metric.
+steps no module hook is installed at all (with an optimizer only its step pre-hook runs, the post-hook being
+installed for recorded steps and closures only; without one the root module's two forward hooks), which is what
+keeps the overhead low (``benchmarks/probe_overhead.py``). A recorded step's numbers are stacked into one tensor per
+dtype when the step ends, rather than one small tensor per metric.
 
 Guarantees: hooks never modify a tensor, never draw random numbers, run under ``torch.no_grad()`` and never
 touch ``requires_grad``; a run with and without LayerStats gives bit-identical parameters, BatchNorm running
@@ -187,23 +187,37 @@ class LayerStats:
         self._removed = False
         self._handles: list[Any] = []  # permanent hooks
         self._root_handles: list[Any] = []  # optimizer mode: root hooks, only armed around recorded steps
+        self._post_handle: Any = None  # optimizer mode: the step post-hook, only around steps whose end matters
         if optimizer is None:
             self._handles.append(model.register_forward_pre_hook(self._on_root_forward))
             self._handles.append(model.register_forward_hook(self._on_root_forward_end, always_call=True))
         else:
-            # The hooks run at every step; between recorded steps they only count, without the guard's frames.
+            # One hook runs at every step. Between recorded steps it only counts, without the guard's frames: a step
+            # with nothing open and no closure (args is (optimizer,)) ends as it began, so it is counted before it
+            # runs. The post-hook is installed only for the steps whose end matters -- a recorded step (||dw||), a
+            # closure (LBFGS runs forwards inside the step) -- and removed by the next pre-hook (never inside the
+            # post-hooks' own loop): each Python hook costs every step ~5 us on CPU after the step's kernels.
             def pre(optimizer: Any, args: Any, kwargs: Any) -> None:
-                if self._step == self._next_at:
+                step = self._step
+                if step == self._next_at:
                     self._on_optimizer_step(optimizer, args, kwargs)
+                elif self._armed is None and len(args) == 1 and not kwargs:
+                    if self._post_handle is not None:
+                        self._post_handle.remove()
+                        self._post_handle = None
+                    self._step = step = step + 1
+                    if step == self._next_at:
+                        self._arm_root()
+                    elif self._root_handles:  # a recorded step without training forward: do not keep watching
+                        _remove_all(self._root_handles)
+                    return
+                if self._post_handle is None:
+                    self._post_handle = optimizer.register_step_post_hook(post)
 
             def post(optimizer: Any, args: Any, kwargs: Any) -> None:
-                if self._armed is None and not self._root_handles and self._step + 1 < self._next_at:
-                    self._step += 1
-                else:
-                    self._on_optimizer_step_end(optimizer, args, kwargs)
+                self._on_optimizer_step_end(optimizer, args, kwargs)
 
             self._handles.append(optimizer.register_step_pre_hook(pre))
-            self._handles.append(optimizer.register_step_post_hook(post))
             self._arm_root()
 
     # ----------------------------------------------------------------------------------------------- hooks
@@ -383,6 +397,9 @@ class LayerStats:
                 self._armed = None
         for handles in (self._handles, self._root_handles, self._fwd_handles, self._grad_handles):
             _remove_all(handles)
+        if self._post_handle is not None:
+            self._post_handle.remove()
+            self._post_handle = None
 
     def __enter__(self) -> LayerStats:
         return self
