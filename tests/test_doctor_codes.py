@@ -58,6 +58,14 @@ def test_explained_by_drops_the_symptom_only_when_its_cause_is_present():
     assert "missing_zero_grad" in spec("parameters_not_updated").explained_by
 
 
+def test_no_persistent_code_is_explained_by_a_transient_one():
+    """What lets the periodic checks skip the transient detectors (run_detectors(transient=False)): resolve() then
+    drops the same persistent findings as with every detector."""
+    for row in TABLE:
+        if not row.transient:
+            assert not any(spec(cause).transient for cause in row.explained_by), row.code
+
+
 def test_transient_codes_are_replaced_at_each_check():
     from deepbasics.doctor.schedule import refresh
 

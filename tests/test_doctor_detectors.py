@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from deepbasics.doctor import thresholds as T
+from deepbasics.doctor.codes import spec
 from deepbasics.doctor.detectors import (
     DETECTORS,
     RunTrace,
@@ -279,6 +280,17 @@ def test_layer_detectors_fire_on_their_trace(name, records, code):
 @pytest.mark.parametrize("name", list(HEALTHY_LAYERS))
 def test_layer_detectors_silent_on_healthy_records(name):
     assert [f for d in LAYER_DETECTORS for f in d(HEALTHY_LAYERS[name], ORDER, KINDS)] == []
+
+
+@pytest.mark.parametrize("losses", [LOSS_TABLE[3][1], LOSS_TABLE[4][1], rising(), exploding(), decay(noise=0.3)])
+@pytest.mark.parametrize("layers", [*(LAYER_TABLE[i][1] for i in (0, 3, 4)), HEALTHY_LAYERS["balanced"]])
+def test_a_check_without_transient_detectors_finds_the_same_persistent_findings(losses, layers):
+    trace = RunTrace(losses=list(enumerate(losses)), layers=layers, order=list(ORDER), kinds=dict(KINDS))
+    full = run_detectors(trace)
+    persistent = run_detectors(trace, transient=False)
+    assert persistent == [f for f in full if not spec(f.code).transient]
+    if losses in (LOSS_TABLE[3][1], LOSS_TABLE[4][1]):  # oscillating, slow: there are transient findings to skip
+        assert len(persistent) < len(full)
 
 
 def test_dead_relu_severity_and_output_activation_skipped():

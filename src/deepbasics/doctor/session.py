@@ -243,7 +243,7 @@ class DoctorSession:
             self.recorder.record_val(val_loss, step)
         steps, schedule = step + 1, self.schedule
         if steps >= schedule.next_check and schedule.check_due(steps):
-            self.check()
+            self._check(transient=self._export is not None)  # only a TensorBoard writer reads a check's trends live
         if schedule.expensive_every is not None and schedule.expensive_due(steps):
             self._run_extras()
 
@@ -282,8 +282,14 @@ class DoctorSession:
 
     def check(self) -> list[Finding]:
         """Run the detectors now on everything recorded (one host copy) and merge the findings."""
+        return self._check(transient=True)
+
+    def _check(self, *, transient: bool) -> list[Finding]:
+        """A check; ``transient=False`` (the periodic checks of a run without a TensorBoard writer) leaves out the
+        detectors of transient codes, whose findings the next check replaces: the persistent findings and the final
+        ones are the same as with every detector (:func:`~deepbasics.doctor.detectors.run_detectors`)."""
         trace = self.trace()
-        self._findings = refresh(self._findings, run_detectors(trace))
+        self._findings = refresh(self._findings, run_detectors(trace, transient=transient))
         if self._export is not None:
             self._export.log(trace, len(self._findings), self.recorder.num_steps)
         if self.recorder.hygiene.failed and not any("practice checks" in n for n in self.notes):

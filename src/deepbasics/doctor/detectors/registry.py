@@ -74,10 +74,19 @@ def static_codes() -> frozenset[str]:
     return frozenset(c for d in DETECTORS if d.static for c in d.codes)
 
 
-def run_detectors(trace: RunTrace) -> list[Finding]:
-    """Every registered detector whose inputs ``trace`` holds, merged per ``(code, where)``, then :func:`resolve`."""
+def run_detectors(trace: RunTrace, *, transient: bool = True) -> list[Finding]:
+    """Every registered detector whose inputs ``trace`` holds, merged per ``(code, where)``, then :func:`resolve`.
+
+    ``transient=False`` skips the detectors whose codes are all transient (the table's ``transient``: a loss trend, a
+    fraction over the whole run), for a check made during a run whose transient findings nobody reads: the next
+    check replaces them anyway (:func:`deepbasics.doctor.schedule.refresh`). The persistent findings are exactly
+    those of a full run, because no persistent code is explained by a transient one (``tests/test_doctor_codes.py``
+    checks the table for it), so :func:`resolve` drops the same ones.
+    """
     found: list[Finding] = []
     for entry in DETECTORS:
+        if not transient and all(spec(code).transient for code in entry.codes):
+            continue
         if not all(getattr(trace, need) for need in entry.needs):
             continue
         try:
