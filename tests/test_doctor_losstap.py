@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from deepbasics.doctor import watch
 from deepbasics.doctor.detectors import loss_activation_runtime
-from deepbasics.doctor.losstap import LossWatch, producer_of, suspended
+from deepbasics.doctor.losstap import INSPECT_EVERY, INSPECT_FIRST, LossWatch, inspected, producer_of, suspended
 from deepbasics.doctor.records import LossCall
 
 # ------------------------------------------------------------------------------------- recorded calls -> verdict
@@ -259,3 +259,8 @@ def test_class_indices_regressed_with_mse_are_named_and_real_valued_targets_are_
     assert pairing(real) == []
     several = train(head(out=3), nn.MSELoss(), target=lambda y: F.one_hot(y, 3).float() * 2)  # not one output
     assert pairing(several) == []
+
+
+def test_inspected_calls_thin_out_as_the_run_grows():
+    calls = [c for c in range(1, 20 * INSPECT_EVERY + 1) if inspected(c)]
+    assert calls == [*range(1, INSPECT_FIRST + 1), *(INSPECT_EVERY * 2**k for k in range(5))]

@@ -319,6 +319,32 @@ def test_carried_steps_are_counted_from_the_second_step_in_the_windows():
     assert record.sentinel == "2.bias" and record.optimizer == "SGD"
 
 
+def test_windows_thin_out_with_the_layer_records_in_a_long_run():
+    """Past the first steps the windows fall on the steps LayerStats records, which thin out as the run grows; the
+    fast path of the step hook (no window now or next) must agree with judged() at every step."""
+    from deepbasics.doctor.hygiene import JUDGE_FIRST
+    from deepbasics.probe.layer_stats import recorded_step
+
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    steps, every = 400, 5
+    with watch(model, opt, layer_every=every) as session:
+        for i, (x, y) in enumerate(batches(steps=steps)):
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            if i % 7 != 6:  # missing_zero_grad on 6 steps in 7: each window's verdict depends on its own step
+                opt.zero_grad()
+            session.step(loss)
+    hygiene = session.recorder.hygiene
+    windows = [s for s in range(steps) if s < JUDGE_FIRST or recorded_step(s, every, hygiene.dense_records)]
+    assert [s for s in range(steps) if hygiene.judged(s)] == windows
+    assert 20 < len(windows) < 40 < steps // every  # thinned: 80 windows at a fixed interval
+    record = session.trace().hygiene
+    assert record.judged == len(windows)
+    assert record.carried == sum(1 for s in windows if s % 7 == 0 and s > 0)  # zero_grad skipped after step s - 1
+
+
 def test_frozen_backbone_with_a_new_head_is_healthy():
     model = net()
     model[0].requires_grad_(False)  # pretrained backbone, frozen
@@ -379,7 +405,7 @@ def test_a_gan_with_two_optimizers_is_healthy_under_two_sessions():
     bce = F.binary_cross_entropy_with_logits
     opt_g, opt_d = torch.optim.Adam(gen.parameters(), 1e-3), torch.optim.Adam(disc.parameters(), 1e-3)
     real = torch.randn(64, 2) + 3
-    with watch(gen, opt_g, layer_every=1) as sg, watch(disc, opt_d, layer_every=1) as sd:  # every step judged
+    with watch(gen, opt_g, layer_every=1) as sg, watch(disc, opt_d, layer_every=1) as sd:  # 16 of 24 steps judged
         for _ in range(STEPS):
             fake = gen(torch.randn(64, 2))
             opt_d.zero_grad(set_to_none=False)  # clears what the generator's backward left in disc's .grad
@@ -393,7 +419,7 @@ def test_a_gan_with_two_optimizers_is_healthy_under_two_sessions():
             sd.step(d_loss)
             sg.step(g_loss)
     assert practice_codes(sg) == set() and practice_codes(sd) == set()
-    assert sd.trace().hygiene.judged == STEPS
+    assert sd.trace().hygiene.judged == sum(map(sd.recorder.hygiene.judged, range(STEPS))) == 16
 
 
 # ---------------------------------------------------------------------------------------------- never changes

@@ -22,7 +22,9 @@ that holds it. With ``g`` the gradient tensor and ``v`` its version counter (bum
 
 A step with no backward pass before it (LBFGS evaluates its closure inside ``step()``) is judged when the step ends.
 The gradient is followed in *windows* only, each from the end of one step to the next, for the first
-``JUDGE_FIRST`` steps and every ``probe_every``-th step: the verdicts rest on that sample of steps.
+``JUDGE_FIRST`` steps and at the steps LayerStats records (every ``probe_every``-th for the first
+``dense_records``, then thinning as the run grows: :func:`~deepbasics.probe.layer_stats.recorded_step`): the verdicts
+rest on that sample of steps, and the window's extra work falls on a step that already pays for a layer record.
 
 **Mode**: at each step of that optimizer, ``model.training`` is read; a model with Dropout or normalization layers
 (whose behaviour differs between modes) that steps in eval mode has an *eval step*.
@@ -53,6 +55,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from ..probe.layer_stats import next_recorded
 from .records import ParameterCoverage, StepHygiene
 
 __all__ = ["Hygiene", "mode_layers"]
@@ -123,9 +126,11 @@ class _Optimizer:
 class Hygiene:
     """Follow ``model``'s gradients and optimizer steps (module docstring); ``attach`` / ``detach``."""
 
-    def __init__(self, model: nn.Module, *, probe_every: int = 20) -> None:
+    def __init__(self, model: nn.Module, *, probe_every: int = 20, dense_records: int | None = None) -> None:
         self.model = model
         self.probe_every = probe_every
+        self.dense_records = dense_records
+        self._next_judged = 0  # the first judged step from the last one the slow path looked at (fast path)
         self.failed: str | None = None
         self.optimizer: torch.optim.Optimizer | None = None  # the first optimizer stepping this model's parameters
         self._mode_layers = mode_layers(model)
@@ -174,8 +179,12 @@ class Hygiene:
     # ------------------------------------------------------------------------------------------ sentinel
     def judged(self, step: int) -> bool:
         """Whether the sentinel's gradient is followed up to optimizer step ``step`` (a window): the first
-        ``JUDGE_FIRST`` steps and every ``probe_every``-th."""
-        return step < JUDGE_FIRST or step % self.probe_every == 0
+        ``JUDGE_FIRST`` steps and the recorded ones (module docstring)."""
+        return self.next_judged(step) == step
+
+    def next_judged(self, step: int) -> int:
+        """The first judged step ``>= step``."""
+        return step if step < JUDGE_FIRST else next_recorded(step, self.probe_every, self.dense_records)
 
     def _open_state(self, *, stepped: bool) -> None:
         """Start following from here: ``stepped`` when the sentinel's optimizer has just stepped."""
@@ -279,7 +288,7 @@ class Hygiene:
                 and g % COVERAGE_EVERY
                 and self._sentinel_handle is None
                 and fast.post_handle is None
-                and not self.judged(s + 1)
+                and s + 1 < self._next_judged  # not judged (the slow path keeps _next_judged)
                 and fast.groups == len(optimizer.param_groups)
             ):
                 fast.steps += 1
@@ -320,7 +329,8 @@ class Hygiene:
             self._fast = state
             self._sentinel_steps += 1
             self._count_mode(step)
-            need_post = need_post or self._sentinel_handle is not None or self.judged(step + 1)
+            self._next_judged = self.next_judged(step + 1)
+            need_post = need_post or self._sentinel_handle is not None or self._next_judged == step + 1
         # the end of a step matters only around windows and for deferred probes: then this optimizer gets a
         # post-hook (registered and removed here, never inside the post-hooks' own loop)
         if need_post and state.post_handle is None:

@@ -90,7 +90,7 @@ class Recorder:
         self.kinds = layer_kinds(model)
         self.batchnorm = batchnorm_layers(model)
         self.stats: LayerStats | None = None
-        self.hygiene = Hygiene(model, probe_every=layer_every)
+        self.hygiene = Hygiene(model, probe_every=layer_every, dense_records=dense_layer_records)
         self.losswatch = LossWatch(model, lambda: self.num_steps - 1) if intercept_losses else None
         self.graphscan = GraphScan(model)
         self.inputs = InputMoments()

@@ -65,8 +65,8 @@ class StepHygiene:
 
     A *sentinel* parameter of the model (its smallest trainable tensor) is followed through every backward pass
     and every step of the optimizer that holds it (:mod:`deepbasics.doctor.hygiene`), in windows around the first
-    steps and every ``probe_every``-th. A step is *judged* when it ends such a window and a backward pass reached
-    the sentinel since the previous step.
+    steps and the steps whose layers are recorded. A step is *judged* when it ends such a window and a backward
+    pass reached the sentinel since the previous step.
 
     Attributes:
         optimizer: class name of the optimizer stepping the sentinel. sentinel: its parameter name.
