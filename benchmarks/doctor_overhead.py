@@ -25,8 +25,13 @@ steps, plain and watched alternating, a fresh session per block, its final check
 That block holds the one-time startup work and 5 layer records in 100 steps, so it is an upper bound on what a short
 run pays per step, not the steady cost; ``layer_every=1`` shows the cost of recording every step.
 
-Run: ``python benchmarks/doctor_overhead.py [--runs 5] [--run-steps 1000,3000] [--script-runs 3] [--repeats 11]
-[--steps 100] [--threads 1] [--device cpu]``.
+**Where the extra time goes**: every step of 3 plain and 3 watched whole runs timed alone; the per-step medians'
+differences summed per kind of step (the first 10 steps, layer-record steps, check steps, all other steps) and the
+exit. "Other steps" is what the hooks cost every step; the rest are the periodic and one-time work, which a longer run
+amortizes (records and checks are O(log steps)).
+
+Run: ``python benchmarks/doctor_overhead.py [--runs 5] [--run-steps 1000,3000] [--breakdown-runs 3]
+[--script-runs 3] [--repeats 11] [--steps 100] [--threads 1] [--device cpu]``.
 """
 
 from __future__ import annotations
@@ -136,6 +141,73 @@ def measure_runs(name: str, build: object, steps: int, runs: int, device: torch.
     }
 
 
+def measure_breakdown(name: str, build: object, steps: int, runs: int, device: torch.device) -> dict:
+    """Where a whole run's extra time goes: each step of ``runs`` plain and ``runs`` watched runs timed alone (the
+    per-step median over the runs of the same kind), the watched minus the plain time of each step summed per kind of
+    step -- the first steps (one-time probes), layer-record steps (also the practice windows and most loss
+    inspections), check steps, and the rest (the hooks every step runs) -- plus the exit (detectors, report data)."""
+    from deepbasics.doctor.recording import DENSE_LAYER_RECORDS
+    from deepbasics.doctor.schedule import Schedule
+    from deepbasics.probe.layer_stats import DEFAULT_EVERY, recorded_step
+
+    x, y = digits(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    batches = x.shape[0] // 64
+
+    def run(watched: bool) -> tuple[list[float], float]:
+        torch.manual_seed(0)
+        model = build().to(device)  # type: ignore[operator]
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        times = []
+        session = watch(model, opt).attach() if watched else None
+        for i in range(steps):
+            j = (i % batches) * 64
+            sync()
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x[j : j + 64]), y[j : j + 64])
+            loss.backward()
+            opt.step()
+            if session is not None:
+                session.step(loss)
+            sync()
+            times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        if session is not None:
+            session.detach()
+            session.finalize()
+        return times, time.perf_counter() - t0
+
+    run(False)
+    plain, watched, exits = [], [], []
+    for r in range(runs):
+        for w in (r % 2 == 1, r % 2 == 0):
+            times, exit_s = run(w)
+            (watched if w else plain).append(times)
+            if w:
+                exits.append(exit_s)
+    p = [statistics.median(col) for col in zip(*plain, strict=True)]
+    q = [statistics.median(col) for col in zip(*watched, strict=True)]
+    schedule = Schedule()
+    checks = {i for i in range(steps) if schedule.check_due(i + 1)}
+    kinds = {"first 10 steps": 0.0, "layer-record steps": 0.0, "check steps": 0.0, "other steps": 0.0}
+    counts = dict.fromkeys(kinds, 0)
+    for i in range(steps):
+        if i < 10:
+            kind = "first 10 steps"
+        elif i in checks:
+            kind = "check steps"
+        elif recorded_step(i, DEFAULT_EVERY, DENSE_LAYER_RECORDS):
+            kind = "layer-record steps"
+        else:
+            kind = "other steps"
+        kinds[kind] += q[i] - p[i]
+        counts[kind] += 1
+    kinds["exit"] = statistics.median(exits)
+    counts["exit"] = 1
+    return {"model": name, "steps": steps, "plain_s": sum(p), "extra_s": kinds, "counts": counts}
+
+
 SCRIPT = """
 import argparse, json, time
 import torch
@@ -213,6 +285,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="whole runs per model, length and variant")
     parser.add_argument("--run-steps", default="1000,3000", help="comma-separated lengths of the whole runs")
+    parser.add_argument("--breakdown-runs", type=int, default=3, help="runs per kind for the breakdown (0: skip)")
     parser.add_argument("--script-runs", type=int, default=3, help="script-mode runs per model (0: skip)")
     parser.add_argument("--repeats", type=int, default=11, help="interleaved 100-step blocks per configuration")
     parser.add_argument("--steps", type=int, default=100, help="training steps per block")
@@ -232,6 +305,21 @@ def main() -> None:
         for steps in lengths:
             r = measure_runs(name, build, steps, args.runs, device)
             print(f"{r['model']:<26} {r['steps']:>6} {r['plain_s']:>8.2f} {r['ratio']:>7.3f} {r['cpu_ratio']:>9.3f}")
+    if args.breakdown_runs:
+        print(f"\nwhere the extra time goes: per-step medians of {args.breakdown_runs} plain and watched runs each")
+        header = f"{'model':<26} {'steps':>6} {'kind of step':<20} {'count':>6} {'extra ms':>9} {'% of plain':>11}"
+        print(header)
+        print("-" * len(header))
+        for name, build in models:
+            for steps in lengths:
+                r = measure_breakdown(name, build, steps, args.breakdown_runs, device)
+                for kind, extra in r["extra_s"].items():
+                    share = 100 * extra / r["plain_s"]
+                    print(f"{r['model']:<26} {steps:>6} {kind:<20} {r['counts'][kind]:>6} {extra * 1e3:>9.1f} "
+                          f"{share:>10.1f}%")  # fmt: skip
+                total = sum(r["extra_s"].values())
+                print(f"{r['model']:<26} {steps:>6} {'total':<20} {'':>6} {total * 1e3:>9.1f} "
+                      f"{100 * total / r['plain_s']:>10.1f}%")  # fmt: skip
     if args.script_runs:
         print(f"\nscript mode: the script's own loop timing ({args.script_runs} pairs each; target: ratio <= 1.05)")
         header = f"{'model':<26} {'steps':>6} {'ratio':>7} {'cpu ratio':>9} {'command s plain / doctor':>26}"
