@@ -101,36 +101,46 @@ def measure(name: str, model: nn.Module, settings: dict, args: argparse.Namespac
     }
 
 
-def measure_runs(name: str, build: object, steps: int, runs: int, device: torch.device) -> dict:
-    """Whole runs of ``steps`` steps from a fresh model, plain and watched (``with watch(...)``), alternating."""
+def whole_run(build: object, device: torch.device, steps: int, watched: bool, step_times: list[float] | None = None
+              ) -> tuple[float, float, float]:  # fmt: skip
+    """One run of ``steps`` steps from a fresh model, plain or watched as a user watches (``with watch(...)``);
+    returns (wall s, process CPU s, exit s: the ``with`` block's end, detectors included). ``step_times``: each
+    step's wall seconds are appended to it."""
     x, y = digits(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     batches = x.shape[0] // 64
+    torch.manual_seed(0)
+    model = build().to(device)  # type: ignore[operator]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sync()
+    w0, c0 = time.perf_counter(), time.process_time()
+    with watch(model, opt) if watched else contextlib.nullcontext() as session:
+        for i in range(steps):
+            j = (i % batches) * 64
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x[j : j + 64]), y[j : j + 64])
+            loss.backward()
+            opt.step()
+            if session is not None:
+                session.step(loss)
+            if step_times is not None:
+                sync()
+                step_times.append(time.perf_counter() - t0)
+        t_end = time.perf_counter()
+    sync()
+    wall = time.perf_counter()
+    return wall - w0, time.process_time() - c0, wall - t_end
 
-    def run(watched: bool) -> tuple[float, float]:
-        torch.manual_seed(0)
-        model = build().to(device)  # type: ignore[operator]
-        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        sync()
-        w0, c0 = time.perf_counter(), time.process_time()
-        with watch(model, opt) if watched else contextlib.nullcontext() as session:
-            for i in range(steps):
-                j = (i % batches) * 64
-                opt.zero_grad(set_to_none=True)
-                loss = nn.functional.cross_entropy(model(x[j : j + 64]), y[j : j + 64])
-                loss.backward()
-                opt.step()
-                if session is not None:
-                    session.step(loss)
-        sync()
-        return time.perf_counter() - w0, time.process_time() - c0
 
-    run(False)  # warm-up: allocator, kernels, imports
+def measure_runs(name: str, build: object, steps: int, runs: int, device: torch.device) -> dict:
+    """Whole runs of ``steps`` steps from a fresh model, plain and watched (``with watch(...)``), alternating."""
+    whole_run(build, device, steps, False)  # warm-up: allocator, kernels, imports
     pairs = []
     for r in range(runs):
         times = {}
         for watched in (r % 2 == 1, r % 2 == 0):
-            times[watched] = run(watched)
+            times[watched] = whole_run(build, device, steps, watched)
         pairs.append((times[False], times[True]))
     return {
         "model": name,
@@ -150,39 +160,14 @@ def measure_breakdown(name: str, build: object, steps: int, runs: int, device: t
     from deepbasics.doctor.schedule import Schedule
     from deepbasics.probe.layer_stats import DEFAULT_EVERY, recorded_step
 
-    x, y = digits(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    batches = x.shape[0] // 64
-
-    def run(watched: bool) -> tuple[list[float], float]:
-        torch.manual_seed(0)
-        model = build().to(device)  # type: ignore[operator]
-        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        times = []
-        session = watch(model, opt).attach() if watched else None
-        for i in range(steps):
-            j = (i % batches) * 64
-            sync()
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x[j : j + 64]), y[j : j + 64])
-            loss.backward()
-            opt.step()
-            if session is not None:
-                session.step(loss)
-            sync()
-            times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        if session is not None:
-            session.detach()
-            session.finalize()
-        return times, time.perf_counter() - t0
-
-    run(False)
-    plain, watched, exits = [], [], []
+    whole_run(build, device, steps, False)
+    plain: list[list[float]] = []
+    watched: list[list[float]] = []
+    exits = []
     for r in range(runs):
         for w in (r % 2 == 1, r % 2 == 0):
-            times, exit_s = run(w)
+            times: list[float] = []
+            exit_s = whole_run(build, device, steps, w, times)[2]
             (watched if w else plain).append(times)
             if w:
                 exits.append(exit_s)
