@@ -14,9 +14,10 @@ backward that follows, and ``||Δw||`` compares the weights with those at the ne
 passes (``model.eval()``, ``torch.no_grad()``) are neither counted nor recorded. ``every=k`` records steps
 ``0, k, 2k, ...`` (with ``dense_records=d``, only the first ``d`` of them: see :func:`recorded_step`); on the other
 steps no module hook is installed at all (with an optimizer only its step pre-hook runs, the post-hook being
-installed for recorded steps and closures only; without one the root module's two forward hooks), which is what
-keeps the overhead low (``benchmarks/probe_overhead.py``). A recorded step's numbers are stacked into one tensor per
-dtype when the step ends, rather than one small tensor per metric.
+installed for recorded steps and closures only; without one the root module's forward pre-hook, its forward hook
+being installed for recorded forwards only), which is what keeps the overhead low (``benchmarks/probe_overhead.py``).
+A recorded step's numbers are stacked into one tensor per dtype when the step ends, rather than one small tensor per
+metric.
 
 Guarantees: hooks never modify a tensor, never draw random numbers, run under ``torch.no_grad()`` and never
 touch ``requires_grad``; a run with and without LayerStats gives bit-identical parameters, BatchNorm running
@@ -188,9 +189,8 @@ class LayerStats:
         self._handles: list[Any] = []  # permanent hooks
         self._root_handles: list[Any] = []  # optimizer mode: root hooks, only armed around recorded steps
         self._post_handle: Any = None  # optimizer mode: the step post-hook, only around steps whose end matters
-        if optimizer is None:
+        if optimizer is None:  # the root's end hook only while a forward is recorded (_arm_forward)
             self._handles.append(model.register_forward_pre_hook(self._on_root_forward))
-            self._handles.append(model.register_forward_hook(self._on_root_forward_end, always_call=True))
         else:
             # One hook runs at every step. Between recorded steps it only counts, without the guard's frames: a step
             # with nothing open and no closure (args is (optimizer,)) ends as it began, so it is counted before it
@@ -347,6 +347,8 @@ class LayerStats:
             self._fwd_handles.append(
                 w.module.register_forward_hook(lambda m, a, o, w=w: self._on_module_forward(w, m, a, o))
             )
+        if self.optimizer is None:  # with an optimizer the root's end hook is armed with its pre-hook (_arm_root)
+            self._fwd_handles.append(self.model.register_forward_hook(self._on_root_forward_end, always_call=True))
         if not self._functional_checked:
             self._functional_checked = True
             self._detector = FunctionalActivationDetector(self.model)
