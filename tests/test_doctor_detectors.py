@@ -230,6 +230,12 @@ def test_rolling_median_matches_numpy(values, window):
     assert got == pytest.approx(want)
 
 
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=3, max_size=60))
+def test_running_median_of_three_is_numpys_exactly(values):
+    want = np.median(np.lib.stride_tricks.sliding_window_view(np.asarray(values, dtype=float), 3), axis=1)
+    np.testing.assert_array_equal(rolling_median(values, 3), want)
+
+
 # ---------------------------------------------------------------------------------------- layer traces
 
 KINDS = {"linear1": "matrix", "act1": "relu", "linear2": "matrix", "act2": "bounded", "linear3": "matrix"}

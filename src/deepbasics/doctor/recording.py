@@ -208,7 +208,7 @@ class Recorder:
                 if loss.numel() != 1:
                     raise fail(ValueError, "loss", "a scalar loss", f"shape {tuple(loss.shape)}",
                                "Pass the mean loss of the batch (reduction='mean').")  # fmt: skip
-                if loss.device.type == "cpu":  # no device to wait for: one read now beats a copy per loss later
+                if loss.is_cpu:  # no device to wait for: one read now beats a copy per loss later
                     self.losses.append((step, loss.item()))
                 else:
                     self._pending.append((step, loss.detach()))

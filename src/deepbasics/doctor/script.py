@@ -326,7 +326,7 @@ class _Watcher:
                 self._flush()
         else:
             self.last_root.session.step(loss)
-        value = float(loss.detach())  # the one host sync per step: a non-finite loss must stop the run
+        value = loss.item()  # the one host sync per step: a non-finite loss must stop the run
         if not math.isfinite(value):
             if self.nonfinite is None:
                 self.nonfinite = value
