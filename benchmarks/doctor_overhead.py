@@ -25,10 +25,11 @@ steps, plain and watched alternating, a fresh session per block, its final check
 That block holds the one-time startup work and 5 layer records in 100 steps, so it is an upper bound on what a short
 run pays per step, not the steady cost; ``layer_every=1`` shows the cost of recording every step.
 
-**Where the extra time goes**: every step of 3 plain and 3 watched whole runs timed alone; the per-step medians'
-differences summed per kind of step (the first 10 steps, layer-record steps, check steps, all other steps) and the
-exit. "Other steps" is what the hooks cost every step; the rest are the periodic and one-time work, which a longer run
-amortizes (records and checks are O(log steps)).
+**Where the extra time goes**: every step of 3 pairs of plain and watched whole runs timed alone; per pair, the
+watched minus the plain time of each step summed per kind of step (the first 10 steps, layer-record steps, check
+steps, all other steps) and the exit; the median over the pairs. "Other steps" is what the hooks cost every step
+(the noisiest sum: ~5% of a plain step's time, over thousands of steps); the rest is the periodic and one-time work,
+which a longer run amortizes (records and checks are O(log steps)).
 
 Run: ``python benchmarks/doctor_overhead.py [--runs 5] [--run-steps 1000,3000] [--breakdown-runs 3]
 [--script-runs 3] [--repeats 11] [--steps 100] [--threads 1] [--device cpu]``.
@@ -152,45 +153,43 @@ def measure_runs(name: str, build: object, steps: int, runs: int, device: torch.
 
 
 def measure_breakdown(name: str, build: object, steps: int, runs: int, device: torch.device) -> dict:
-    """Where a whole run's extra time goes: each step of ``runs`` plain and ``runs`` watched runs timed alone (the
-    per-step median over the runs of the same kind), the watched minus the plain time of each step summed per kind of
-    step -- the first steps (one-time probes), layer-record steps (also the practice windows and most loss
-    inspections), check steps, and the rest (the hooks every step runs) -- plus the exit (detectors, report data)."""
+    """Where a whole run's extra time goes: every step of ``runs`` pairs of plain and watched runs timed alone; per
+    pair, the watched minus the plain time of each step summed per kind of step -- the first steps (one-time probes),
+    layer-record steps (also the practice windows and most loss inspections), check steps, and the rest (the hooks
+    every step runs) -- plus the exit (detectors, report data); reported: the median over the pairs. A pair's two runs
+    are adjacent in time, so the machine's slow drifts cancel; the "other steps" sum is still the noisiest: ~1% of a
+    plain step, times thousands of steps."""
     from deepbasics.doctor.recording import DENSE_LAYER_RECORDS
     from deepbasics.doctor.schedule import Schedule
     from deepbasics.probe.layer_stats import DEFAULT_EVERY, recorded_step
 
-    whole_run(build, device, steps, False)
-    plain: list[list[float]] = []
-    watched: list[list[float]] = []
-    exits = []
-    for r in range(runs):
-        for w in (r % 2 == 1, r % 2 == 0):
-            times: list[float] = []
-            exit_s = whole_run(build, device, steps, w, times)[2]
-            (watched if w else plain).append(times)
-            if w:
-                exits.append(exit_s)
-    p = [statistics.median(col) for col in zip(*plain, strict=True)]
-    q = [statistics.median(col) for col in zip(*watched, strict=True)]
     schedule = Schedule()
     checks = {i for i in range(steps) if schedule.check_due(i + 1)}
-    kinds = {"first 10 steps": 0.0, "layer-record steps": 0.0, "check steps": 0.0, "other steps": 0.0}
-    counts = dict.fromkeys(kinds, 0)
-    for i in range(steps):
+
+    def kind(i: int) -> str:
         if i < 10:
-            kind = "first 10 steps"
-        elif i in checks:
-            kind = "check steps"
-        elif recorded_step(i, DEFAULT_EVERY, DENSE_LAYER_RECORDS):
-            kind = "layer-record steps"
-        else:
-            kind = "other steps"
-        kinds[kind] += q[i] - p[i]
-        counts[kind] += 1
-    kinds["exit"] = statistics.median(exits)
-    counts["exit"] = 1
-    return {"model": name, "steps": steps, "plain_s": sum(p), "extra_s": kinds, "counts": counts}
+            return "first 10 steps"
+        if i in checks:
+            return "check steps"
+        return "layer-record steps" if recorded_step(i, DEFAULT_EVERY, DENSE_LAYER_RECORDS) else "other steps"
+
+    kinds = [kind(i) for i in range(steps)]
+    names = ["first 10 steps", "layer-record steps", "check steps", "other steps", "exit"]
+    whole_run(build, device, steps, False)
+    pairs: list[dict[str, float]] = []
+    plain_s = []
+    for r in range(runs):
+        times: dict[bool, list[float]] = {False: [], True: []}
+        exits = {w: whole_run(build, device, steps, w, times[w])[2] for w in (r % 2 == 1, r % 2 == 0)}
+        extra = dict.fromkeys(names, 0.0)
+        for i, (p, q) in enumerate(zip(times[False], times[True], strict=True)):
+            extra[kinds[i]] += q - p
+        extra["exit"] = exits[True]
+        pairs.append(extra)
+        plain_s.append(sum(times[False]))
+    counts = {n: kinds.count(n) for n in names[:-1]} | {"exit": 1}
+    median = {n: statistics.median(pair[n] for pair in pairs) for n in names}
+    return {"model": name, "steps": steps, "plain_s": statistics.median(plain_s), "extra_s": median, "counts": counts}
 
 
 SCRIPT = """
@@ -270,7 +269,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="whole runs per model, length and variant")
     parser.add_argument("--run-steps", default="1000,3000", help="comma-separated lengths of the whole runs")
-    parser.add_argument("--breakdown-runs", type=int, default=3, help="runs per kind for the breakdown (0: skip)")
+    parser.add_argument("--breakdown-runs", type=int, default=3, help="run pairs for the breakdown (0: skip)")
     parser.add_argument("--script-runs", type=int, default=3, help="script-mode runs per model (0: skip)")
     parser.add_argument("--repeats", type=int, default=11, help="interleaved 100-step blocks per configuration")
     parser.add_argument("--steps", type=int, default=100, help="training steps per block")
@@ -291,7 +290,7 @@ def main() -> None:
             r = measure_runs(name, build, steps, args.runs, device)
             print(f"{r['model']:<26} {r['steps']:>6} {r['plain_s']:>8.2f} {r['ratio']:>7.3f} {r['cpu_ratio']:>9.3f}")
     if args.breakdown_runs:
-        print(f"\nwhere the extra time goes: per-step medians of {args.breakdown_runs} plain and watched runs each")
+        print(f"\nwhere the extra time goes: medians over {args.breakdown_runs} pairs of plain and watched runs")
         header = f"{'model':<26} {'steps':>6} {'kind of step':<20} {'count':>6} {'extra ms':>9} {'% of plain':>11}"
         print(header)
         print("-" * len(header))
