@@ -265,6 +265,12 @@ def measure_script(model: str, steps: int, runs: int) -> dict:
     }
 
 
+def print_header(header: str) -> None:
+    """A table's header line and its rule."""
+    print(header)
+    print("-" * len(header))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="whole runs per model, length and variant")
@@ -283,8 +289,7 @@ def main() -> None:
     print(f"device={device} threads={args.threads}; medians of per-pair ratios watched / plain")
     print(f"\nwhole runs ({args.runs} pairs each; target: ratio <= 1.05)")
     header = f"{'model':<26} {'steps':>6} {'plain s':>8} {'ratio':>7} {'cpu ratio':>9}"
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     for name, build in models:
         for steps in lengths:
             r = measure_runs(name, build, steps, args.runs, device)
@@ -292,8 +297,7 @@ def main() -> None:
     if args.breakdown_runs:
         print(f"\nwhere the extra time goes: medians over {args.breakdown_runs} pairs of plain and watched runs")
         header = f"{'model':<26} {'steps':>6} {'kind of step':<20} {'count':>6} {'extra ms':>9} {'% of plain':>11}"
-        print(header)
-        print("-" * len(header))
+        print_header(header)
         for name, build in models:
             for steps in lengths:
                 r = measure_breakdown(name, build, steps, args.breakdown_runs, device)
@@ -307,8 +311,7 @@ def main() -> None:
     if args.script_runs:
         print(f"\nscript mode: the script's own loop timing ({args.script_runs} pairs each; target: ratio <= 1.05)")
         header = f"{'model':<26} {'steps':>6} {'ratio':>7} {'cpu ratio':>9} {'command s plain / doctor':>26}"
-        print(header)
-        print("-" * len(header))
+        print_header(header)
         for label, model in (("digits MLP 64-256-256-10", "mlp"), ("digits CNN 16-32 conv", "cnn")):
             for steps in lengths:
                 r = measure_script(model, steps, args.script_runs)
@@ -317,8 +320,7 @@ def main() -> None:
     print(f"\nfirst {args.steps} steps after attaching ({args.repeats} blocks each; startup in, final check apart)")
     header = f"{'model':<26} {'settings':<14} {'plain us/step':>14} {'watched us/step':>16} {'ratio':>7}"
     header += f" {'cpu ratio':>9} {'finalize ms':>12}"
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     for name, build in models:
         for settings in ({}, {"layer_every": 1}):
             r = measure(name, build(), settings, args, device)

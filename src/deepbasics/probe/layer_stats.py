@@ -175,7 +175,7 @@ class LayerStats:
         self._log = StepLog()
         self._order: dict[str, None] = {}  # activation keys in order of first call (dict: ordered set)
         self._step = 0  # current step index
-        self._next_at = 0  # the next recorded step (optimizer mode), kept by _on_optimizer_step_end
+        self._next_at = 0  # the next recorded step (optimizer mode), kept by _advance
         self._armed: int | None = None  # the step whose measurements are being taken
         self._fwd_handles: list[Any] = []
         self._grad_handles: list[Any] = []
@@ -198,24 +198,16 @@ class LayerStats:
             # closure (LBFGS runs forwards inside the step) -- and removed by the next pre-hook (never inside the
             # post-hooks' own loop): each Python hook costs every step ~5 us on CPU after the step's kernels.
             def pre(optimizer: Any, args: Any, kwargs: Any) -> None:
-                step = self._step
-                if step == self._next_at:
+                if self._step == self._next_at:
                     self._on_optimizer_step(optimizer, args, kwargs)
                 elif self._armed is None and len(args) == 1 and not kwargs:
                     if self._post_handle is not None:
                         self._post_handle.remove()
                         self._post_handle = None
-                    self._step = step = step + 1
-                    if step == self._next_at:
-                        self._arm_root()
-                    elif self._root_handles:  # a recorded step without training forward: do not keep watching
-                        _remove_all(self._root_handles)
+                    self._advance()
                     return
                 if self._post_handle is None:
-                    self._post_handle = optimizer.register_step_post_hook(post)
-
-            def post(optimizer: Any, args: Any, kwargs: Any) -> None:
-                self._on_optimizer_step_end(optimizer, args, kwargs)
+                    self._post_handle = optimizer.register_step_post_hook(self._on_optimizer_step_end)
 
             self._handles.append(optimizer.register_step_pre_hook(pre))
             self._arm_root()
@@ -302,6 +294,10 @@ class LayerStats:
     def _on_optimizer_step_end(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self._armed == self._step:
             self._finish_step()
+        self._advance()
+
+    def _advance(self) -> None:
+        """Optimizer mode: the step is over; arm the root hooks if the next one is recorded."""
         self._step += 1
         if self._step > self._next_at:
             self._next_at = next_recorded(self._step, self.every, self.dense_records)

@@ -141,15 +141,15 @@ def rolling_median(values: Sequence[float], window: int, *, limit: int | None = 
     if count <= 0:
         return []
     stride = 1 if limit is None else max(1, math.ceil(count / limit))
-    starts = np.arange(0, count, stride)
-    if starts[-1] != count - 1:
-        starts = np.append(starts, count - 1)
     array = np.asarray(values, dtype=float)
     if window == 3 and stride == 1 and not np.isnan(array).any():
         # the running median of 3 that diverging_loss takes at every check: max(min(a, b), min(max(a, b), c)) is the
         # middle value exactly, ~30x faster than np.median over the windows
         a, b, c = array[:-2], array[1:-1], array[2:]
         return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c)).tolist()
+    starts = np.arange(0, count, stride)
+    if starts[-1] != count - 1:
+        starts = np.append(starts, count - 1)
     windows = np.lib.stride_tricks.sliding_window_view(array, window)  # (count, window)
     return np.median(windows[starts], axis=1).tolist()
 
